@@ -1,0 +1,73 @@
+"""The `samcrowd` command: helpers around the workflow (case sheets, checks).
+
+Errors in the user's input print one line (``samcrowd: error: <file>:<line>: <problem>``)
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import samcrowd
+from samcrowd import cases, config, io
+from samcrowd.errors import SamcrowdError
+
+
+def _btcv_sheet(args: argparse.Namespace) -> int:
+    preset = config.load_yaml(args.preset)
+    if not isinstance(preset, dict) or "dataset" not in preset:
+        raise SamcrowdError("no 'dataset' section in this preset", args.preset)
+    config.validate(preset["dataset"], config.load_schema("config")["properties"]["dataset"], "preset: dataset",
+                    str(args.preset))
+    table = cases.btcv_sheet(args.folder, preset["dataset"])
+    text = table.to_csv(sep="\t", index=False, lineterminator="\n")
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        io.write_text(args.output, text)
+        print(f"wrote {len(table)} cases ({(table.split == 'train').sum()} train, "
+              f"{(table.split == 'test').sum()} test) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _check_sheet(args: argparse.Namespace) -> int:
+    table = cases.read_sheet(args.sheet, project_dir=args.project, allow_outside=args.allow_outside)
+    for row in table.itertuples():
+        cases.check_pair(row.image, row.label or None)
+    print(f"{args.sheet}: {len(table)} cases, images and labels readable and on matching grids")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="samcrowd", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"samcrowd {samcrowd.__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("btcv-sheet", help="write a case sheet for a BTCV folder (the published split)")
+    b.add_argument("folder", help="folder holding img00XX.nii.gz and label00XX.nii.gz (searched recursively)")
+    b.add_argument("-o", "--output", default="-", help="output TSV (default: standard output)")
+    b.add_argument("--preset", default=str(config.REPO / "config" / "btcv.yaml"),
+                   help="preset with a 'dataset' section (default: config/btcv.yaml)")
+    b.set_defaults(func=_btcv_sheet)
+
+    c = sub.add_parser("check-sheet", help="check a case sheet and the headers of its images and labels")
+    c.add_argument("sheet")
+    c.add_argument("--project", default=".", help="project folder that paths must stay inside (default: .)")
+    c.add_argument("--allow-outside", action="store_true", help="allow paths outside the project folder")
+    c.set_defaults(func=_check_sheet)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SamcrowdError as e:
+        print(f"samcrowd: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Configuration: JSON-Schema validation with defaults, and one-line errors naming the key.
+
+The schemas in schemas/ are the single description of every setting (type, range,
+default, meaning). `validate` fills in defaults and, on the first problem, raises a
+SamcrowdError such as ``config: key 'export.every': 0 is less than the minimum of 1``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from samcrowd.errors import SamcrowdError
+
+#: The checkout this library lives in (the workflow's root for an editable install).
+REPO = Path(__file__).resolve().parents[1]
+SCHEMAS = REPO / "schemas"
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file, naming file and line on a syntax error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SamcrowdError("file not found", path) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise SamcrowdError(f"invalid YAML: {getattr(e, 'problem', e)}", path,
+                            None if mark is None else mark.line + 1) from None
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """One of the project's schemas by name ('config' or 'cases')."""
+    return load_yaml(SCHEMAS / f"{name}.schema.yaml")
+
+
+def _defaults_filling(cls):
+    """A validator class that sets each missing property to its schema default first."""
+    check_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+_Validator = _defaults_filling(jsonschema.Draft202012Validator)
+
+
+def validate(instance: Any, schema: dict[str, Any], what: str = "config", path: str | None = None,
+             line: int | None = None) -> Any:
+    """Fill defaults into `instance` in place and check it; raise one SamcrowdError naming the key."""
+    errors = list(_Validator(schema).iter_errors(instance))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        raise SamcrowdError(f"{what}: {describe(error)}", path, line)
+    return instance
+
+
+def describe(error: jsonschema.ValidationError) -> str:
+    """A one-line account of a schema violation that names the offending key."""
+    key = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+        extra = sorted(k for k in error.instance if k not in known and not any(p.search(k) for p in patterns))
+        name = ".".join(filter(None, [key, str(extra[0]) if extra else "?"]))
+        allowed = ", ".join(sorted(known)) or "none"
+        return f"unknown key '{name}' (allowed here: {allowed})"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"missing key '{'.'.join(filter(None, [key, missing]))}'"
+    hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+    text = f"key '{key}': {error.message}" if key else error.message
+    return f"{text} ({hint.strip().rstrip('.')})" if hint else text
+
+
+def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate a workflow config (defaults filled in place) plus what a schema cannot say."""
+    validate(config, load_schema("config") if schema is None else schema, "config")
+    values = list(config["organs"].values())
+    duplicated = sorted({v for v in values if values.count(v) > 1})
+    if duplicated:
+        raise SamcrowdError(f"config: key 'organs': label value {duplicated[0]} is given to more than one organ")
+    for code in config["phantom"]["orientations"]:
+        if not is_orientation(code):
+            raise SamcrowdError(f"config: key 'phantom.orientations': '{code}' is not an orientation "
+                                "(one of L/R, one of A/P, one of S/I, in any order)")
+    return config
+
+
+def is_orientation(code: str) -> bool:
+    """True for a nibabel axis code naming each patient axis once, e.g. 'LAS' or 'PIR'."""
+    axis = {"L": 0, "R": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+    return len(code) == 3 and all(c in axis for c in code) and sorted(axis[c] for c in code) == [0, 1, 2]

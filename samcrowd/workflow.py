@@ -1,0 +1,36 @@
+"""Glue between Snakemake `script:` entry points and the library: logging and error reporting.
+
+A script calls `run(snakemake, main)`. Log records go to the rule's log file (warnings and
+errors also to stderr);
+a SamcrowdError (bad input the user can fix) becomes one line naming the file and the
+problem, and the job fails without a traceback. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+import samcrowd
+from samcrowd.errors import SamcrowdError
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def run(smk: Any, main: Callable[[], object]) -> None:
+    """Run `main` for a Snakemake job with logging to the job's log; exit 1 on SamcrowdError."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)  # the console shows Snakemake's progress; details go to the log
+    handlers: list[logging.Handler] = [console]
+    if smk.log:
+        handlers.append(logging.FileHandler(smk.log[0], mode="w", encoding="utf-8"))
+    logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)
+    log = logging.getLogger("samcrowd")
+    log.info("samcrowd %s, rule %s, wildcards %s", samcrowd.__version__, smk.rule, dict(smk.wildcards.items()))
+    try:
+        main()
+    except SamcrowdError as e:
+        log.error("%s", e)
+        sys.exit(1)
