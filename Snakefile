@@ -1,0 +1,23 @@
+# samcrowd: crowdsourced boxes + Segment Anything -> 3D CT labels, evaluated against experts.
+# The stages live in rules/*.smk; helpers and config validation in rules/common.smk.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/export.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

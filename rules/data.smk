@@ -1,0 +1,41 @@
+# data: the cases. Demo: generate the synthetic abdomen. Real data: the case sheet.
+
+if config["data"]["source"] == "phantom":
+
+    rule phantom:
+        output:
+            sheet="results/data/cases.tsv",
+            images=expand("results/data/images/{case}.nii.gz", case=CASES.index),
+            labels=expand("results/data/labels/{case}.nii.gz", case=CASES.index),
+        params:
+            settings=config["phantom"],
+        log:
+            "results/logs/phantom.log",
+        benchmark:
+            "results/benchmarks/phantom.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../scripts/phantom.py"
+
+
+rule check_case:
+    """Refuse a case whose image or label is unreadable, absurd or on different grids."""
+    input:
+        unpack(case_files),
+    output:
+        "results/data/checked/{case}.json",
+    log:
+        "results/logs/check_case/{case}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/check_case.py"

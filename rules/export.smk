@@ -1,0 +1,26 @@
+# export: windowed axial PNGs for annotators, one folder and one manifest per case.
+
+
+rule export_slices:
+    input:
+        image=case_image,
+    output:
+        slices=directory("results/slices/{case}"),
+        manifest="results/slices/{case}.manifest.json",
+    params:
+        level=config["export"]["window_level"],
+        width=config["export"]["window_width"],
+        every=config["export"]["every"],
+        body_only=config["export"]["body_only"],
+    log:
+        "results/logs/export_slices/{case}.log",
+    benchmark:
+        "results/benchmarks/export_slices/{case}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/export_slices.py"

@@ -1,0 +1,21 @@
+# Snakemake entry point: export a case's axial slices as PNGs with a manifest.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import export, workflow
+
+p = snakemake.params
+workflow.run(
+    snakemake,
+    lambda: export.export_case(
+        snakemake.wildcards.case,
+        snakemake.input.image,
+        snakemake.output.slices,
+        snakemake.output.manifest,
+        level=p.level,
+        width=p.width,
+        every=p.every,
+        body_only=p.body_only,
+    ),
+)
