@@ -1,0 +1,78 @@
+"""Configuration: the schema documents and defaults every key; errors name the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from samcrowd.config import REPO, check_config, load_schema, load_yaml, validate
+from samcrowd.errors import SamcrowdError
+
+
+def test_embedded_default_and_btcv_preset_are_valid():
+    check_config(load_yaml(REPO / "config.yaml"))
+    btcv = check_config(load_yaml(REPO / "config/btcv.yaml"))
+    assert btcv["organs"] == {"spleen": 1, "right_kidney": 2, "left_kidney": 3, "liver": 6, "aorta": 8}
+    assert btcv["dataset"]["split"]["train"] == [1, 2, 7, 10, 21, 23, 24, 27, 28, 29, 30, 32, 33, 34, 40]
+    assert btcv["dataset"]["split"]["test"] == [3, 4, 5, 6, 8, 9, 22, 25, 26, 31, 35, 36, 37, 38, 39]
+
+
+def test_schema_defaults_equal_config_yaml():
+    # running with no config file at all gives the embedded default
+    defaults = check_config({})
+    assert defaults == check_config(load_yaml(REPO / "config.yaml"))
+
+
+def test_every_setting_is_described():
+    def walk(schema, where):
+        for key, sub in schema.get("properties", {}).items():
+            assert sub.get("description") or where.startswith("dataset.split"), f"{where}{key} has no description"
+            walk(sub, f"{where}{key}.")
+
+    walk(load_schema("config"), "")
+    walk(load_schema("cases"), "")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"exportt": {}}, "unknown key 'exportt'"),
+        ({"export": {"evry": 2}}, "unknown key 'export.evry'"),
+        ({"export": {"every": 0}}, "key 'export.every': 0 is less than the minimum of 1"),
+        ({"phantom": {"shape": [160, 160]}}, "key 'phantom.shape'"),
+        ({"phantom": {"orientations": ["LAX"]}}, "key 'phantom.orientations.0'"),
+        ({"phantom": {"orientations": ["LLS"]}}, "'LLS' is not an orientation"),
+        ({"data": {"source": "folder"}}, "key 'data.source': 'folder' is not one of"),
+        ({"organs": {"Liver": 6}}, "unknown key 'organs.Liver'"),
+        ({"organs": {"liver": 6, "spleen": 6}}, "label value 6 is given to more than one organ"),
+        ({"organs": {"liver": 0}}, "key 'organs.liver': 0 is less than the minimum of 1"),
+    ],
+)
+def test_a_bad_key_or_value_is_reported_by_name(change, message):
+    config = copy.deepcopy(load_yaml(REPO / "config.yaml"))
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict) and key != "organs":
+            config[key].update(value)
+        else:
+            config[key] = value
+    with pytest.raises(SamcrowdError) as e:
+        check_config(config)
+    assert message in str(e.value)
+    assert str(e.value).startswith("config: ")
+    assert "\n" not in str(e.value)
+
+
+def test_yaml_syntax_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("export:\n  every: 1\n   body_only: [\n")
+    with pytest.raises(SamcrowdError, match=r"c\.yaml:3: invalid YAML"):
+        load_yaml(bad)
+
+
+def test_validate_fills_defaults_in_place():
+    config = {"export": {"every": 3}}
+    validate(config, load_schema("config"))
+    assert config["export"] == {"every": 3, "window_level": 40, "window_width": 400, "body_only": False,
+                                "splits": ["train"]}
+    assert config["data"]["source"] == "phantom"

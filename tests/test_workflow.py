@@ -1,0 +1,83 @@
+"""The Snakemake workflow itself: it plans, lints clean, runs the data and export stages, and stops
+bad input with one line naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY, snakemake, write_config
+from samcrowd import io
+
+pytestmark = pytest.mark.workflow
+
+
+def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
+    run = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"))
+    assert run.returncode == 0, run.stderr
+    out = run.stdout + run.stderr
+    for rule, count in (("phantom", 1), ("check_case", 14), ("export_slices", 8), ("all", 1)):
+        assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out)
+
+
+def test_lint_is_clean(tmp_path):
+    run = snakemake(tmp_path, "--lint", "--configfile", str(REPO / "config.yaml"))
+    assert "Congratulations, your workflow is in a good condition!" in run.stdout + run.stderr, run.stdout
+
+
+def test_tiny_study_runs_data_and_export_then_has_nothing_left_to_do(tmp_path):
+    cfg = write_config(tmp_path / "tiny.yaml", TINY)
+    run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert run.returncode == 0, run.stderr
+    manifests = sorted((tmp_path / "results/slices").glob("*.manifest.json"))
+    assert [m.name for m in manifests] == ["synth000.manifest.json", "synth001.manifest.json"]  # train only
+    orientations = [json.loads(m.read_text())["orientation"] for m in manifests]
+    assert orientations == ["RAS", "LPS"]
+    assert len(list((tmp_path / "results/slices/synth001").glob("synth001_*.png"))) == 12
+    assert len(list((tmp_path / "results/data/checked").glob("*.json"))) == 3
+    assert (tmp_path / "results/logs/export_slices/synth000.log").read_text().count("12/12 slices written") == 1
+    again = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def sheet_project(tmp_path, rows):
+    (tmp_path / "data").mkdir()
+    affine = np.diag([-0.8, 0.8, 3.0, 1.0])
+    io.save_volume(tmp_path / "data/a.nii.gz", np.zeros((16, 16, 6), np.int16), affine)
+    io.save_volume(tmp_path / "data/a_seg.nii.gz", np.zeros((16, 16, 6), np.uint8), affine)
+    io.save_volume(tmp_path / "data/bad_seg.nii.gz", np.zeros((16, 16, 5), np.uint8), affine)
+    (tmp_path / "cases.tsv").write_text("case\timage\tlabel\tsplit\n" + "\n".join(rows) + "\n")
+    return write_config(tmp_path / "c.yaml", "data: {source: sheet, sheet: cases.tsv}\n")
+
+
+@pytest.mark.parametrize(
+    "rows, line",
+    [
+        (["a\tdata/a.nii.gz\tdata/a_seg.nii.gz\ttrain", "a\tdata/a.nii.gz\t\ttest"],
+         "cases.tsv:3: case 'a' is defined twice (first on line 2)"),
+        (["a\tdata/a.nii.gz\t\ttest", "b\tdata/missing.nii.gz\t\ttrain"],
+         "cases.tsv:3: image 'data/missing.nii.gz' does not exist"),
+        (["a\tdata/a.nii.gz\t\ttset"], "cases.tsv:2: case sheet: key 'split': 'tset' is not one of ['train', 'test']"),
+        (["a\t/etc/hostname\t\ttrain"], "cases.tsv:2: image '/etc/hostname' lies outside the project"),
+    ],
+)
+def test_a_bad_case_sheet_stops_the_workflow_before_any_job(tmp_path, rows, line):
+    cfg = sheet_project(tmp_path, rows)
+    run = snakemake(tmp_path, "--cores", "1", "--configfile", str(cfg))
+    assert run.returncode != 0
+    assert line in run.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_label_on_another_grid_fails_its_case_with_one_line_and_writes_nothing(tmp_path):
+    cfg = sheet_project(tmp_path, ["a\tdata/a.nii.gz\tdata/a_seg.nii.gz\ttrain", "b\tdata/a.nii.gz\tdata/bad_seg.nii.gz\ttest"])
+    run = snakemake(tmp_path, "--cores", "1", "--keep-going", "--configfile", str(cfg))
+    assert run.returncode != 0
+    message = "ERROR samcrowd: data/bad_seg.nii.gz: label shape (16, 16, 5) differs from image shape (16, 16, 6)"
+    assert message in run.stderr
+    assert "Traceback" not in (tmp_path / "results/logs/check_case/b.log").read_text()
+    assert not (tmp_path / "results/data/checked/b.json").exists()
+    assert (tmp_path / "results/data/checked/a.json").exists()  # the good case is unaffected
+    assert not list((tmp_path / "results").rglob(".tmp-*"))
