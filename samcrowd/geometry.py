@@ -95,7 +95,9 @@ class SliceGeometry:
     def extract(self, volume: np.ndarray, k: int) -> np.ndarray:
         """Slice `k` of `volume` as it appears on the PNG (rows, columns)."""
         self._check_slice(k)
-        plane = np.take(volume, k, axis=self.slice_axis)
+        index: list[Any] = [slice(None)] * 3
+        index[self.slice_axis] = k
+        plane = volume[tuple(index)]  # a view: np.take would copy the volume's worth of strides
         if self._remaining().index(self.row_axis) == 1:
             plane = plane.T
         if self.row_flip:
