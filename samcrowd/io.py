@@ -99,6 +99,8 @@ def load_volume(path: str | os.PathLike, dtype: np.dtype | type | None = None) -
     try:
         if dtype is not None and np.issubdtype(np.dtype(dtype), np.floating):
             data = np.asarray(img.get_fdata(dtype=np.dtype(dtype)))
+        elif dtype is not None and _small_int_scaled(img):
+            data = _cast_via_lut(img, np.dtype(dtype), path)
         else:
             data = np.asarray(img.dataobj)
             if dtype is not None:
@@ -106,6 +108,26 @@ def load_volume(path: str | os.PathLike, dtype: np.dtype | type | None = None) -
     except (OSError, EOFError, ValueError) as e:
         raise SamcrowdError(f"cannot read voxel data: {e}", path) from None
     return data, np.asarray(img.affine, dtype=float)
+
+
+def _small_int_scaled(img: nib.Nifti1Image) -> bool:
+    """True for 8/16-bit integer storage with a scale factor (labels saved as scaled floats)."""
+    stored = img.get_data_dtype()
+    slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+    return stored.kind in "iu" and stored.itemsize <= 2 and (slope != 1.0 or inter != 0.0)
+
+
+def _cast_via_lut(img: nib.Nifti1Image, dtype: np.dtype, path: str | os.PathLike) -> np.ndarray:
+    """Apply the scale to each stored integer value once (a lookup table), not to every voxel."""
+    raw = np.asarray(img.dataobj.get_unscaled())
+    info = np.iinfo(raw.dtype)
+    codes = np.arange(info.min, info.max + 1, dtype=np.int64)
+    values = codes * float(img.dataobj.slope) + float(img.dataobj.inter)
+    index = raw if info.min == 0 else raw.astype(np.int32) - info.min
+    present = np.bincount(index.ravel(order="K"), minlength=codes.size) > 0
+    table = np.zeros(codes.size, dtype=dtype)
+    table[present] = _cast_exact(values[present], dtype, path)
+    return table[index]
 
 
 def _cast_exact(data: np.ndarray, dtype: np.dtype, path: str | os.PathLike) -> np.ndarray:

@@ -55,3 +55,13 @@ def test_read_json_names_file_and_line(tmp_path):
     (tmp_path / "m.json").write_text('{\n  "a": 1,\n  oops\n}')
     with pytest.raises(SamcrowdError, match=r"m\.json:3: invalid JSON"):
         io.read_json(tmp_path / "m.json")
+
+
+def test_scaled_signed_integer_storage_casts_through_a_lookup_table(tmp_path):
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.array([-3, 0, 2, 2], np.int16).reshape(1, 2, 2), np.eye(4))
+    img.header.set_slope_inter(2.0, 10.0)
+    nib.save(img, tmp_path / "s.nii.gz")
+    data, _ = io.load_volume(tmp_path / "s.nii.gz", np.uint8)
+    assert data.ravel().tolist() == [4, 10, 14, 14]
