@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import samcrowd
-from samcrowd import cases, config, io
+from samcrowd import boxes, cases, config, io, openlabeling
 from samcrowd.errors import SamcrowdError
 
 
@@ -40,6 +40,32 @@ def _check_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _boxes(args: argparse.Namespace) -> int:
+    settings = config.check_config(config.load_yaml(args.config))
+    organs = list(settings["organs"])
+    naming = openlabeling.PRESETS[args.preset]
+    folder = Path(args.folder)
+    found = openlabeling.scan_folder(folder)
+    folders = [folder] if (found.yolo or found.voc) else [folder / n for n in boxes.discover_annotators(folder)]
+    manifests = {}
+    if args.manifests:
+        for path in sorted(Path(args.manifests).glob("*.manifest.json")):
+            manifest = io.read_json(path)
+            manifests[manifest["case"]] = boxes.frame_from_manifest(manifest, naming)
+        if not manifests:
+            raise SamcrowdError("no *.manifest.json here", args.manifests)
+    tables = []
+    for annotator_folder in folders:
+        frames = manifests or boxes.campaign_frames(annotator_folder, naming)
+        table = boxes.annotator_table(annotator_folder, annotator_folder.name, naming, organs, frames.get,
+                                      settings["annotations"]["classes"])
+        print(f"{annotator_folder}: {boxes.summary(table, organs)}", file=sys.stderr)
+        tables.append(table)
+    merged = boxes.to_frame([r for t in tables for r in t.to_dict("records")], organs)
+    sys.stdout.write(merged.to_csv(sep="\t", index=False, lineterminator="\n"))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samcrowd", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"samcrowd {samcrowd.__version__}")
@@ -51,6 +77,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", default=str(config.REPO / "config" / "btcv.yaml"),
                    help="preset with a 'dataset' section (default: config/btcv.yaml)")
     b.set_defaults(func=_btcv_sheet)
+
+    x = sub.add_parser("boxes", help="print the box table (TSV) of an OpenLabeling folder or campaign")
+    x.add_argument("folder", help="an annotator's folder, or a folder of annotator folders")
+    x.add_argument("--preset", choices=sorted(openlabeling.PRESETS), default="project",
+                   help="file naming and PNG orientation (default: project; the published campaign: med2image)")
+    x.add_argument("--manifests", help="folder of *.manifest.json from the export (needed for the project naming)")
+    x.add_argument("--config", default=str(config.REPO / "config.yaml"),
+                   help="config giving the organs and class names (default: the embedded config.yaml)")
+    x.set_defaults(func=_boxes)
 
     c = sub.add_parser("check-sheet", help="check a case sheet and the headers of its images and labels")
     c.add_argument("sheet")

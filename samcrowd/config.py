@@ -96,6 +96,19 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
         if not is_orientation(code):
             raise SamcrowdError(f"config: key 'phantom.orientations': '{code}' is not an orientation "
                                 "(one of L/R, one of A/P, one of S/I, in any order)")
+    organs = set(config["organs"])
+    for name, organ in config["annotations"]["classes"].items():
+        if organ not in organs:
+            raise SamcrowdError(f"config: key 'annotations.classes.{name}': '{organ}' is not an organ of 'organs'")
+    profiles = config["crowd"]["profiles"]
+    for annotator, profile in config["crowd"]["annotators"].items():
+        if profile not in profiles:
+            raise SamcrowdError(f"config: key 'crowd.annotators.{annotator}': no profile '{profile}' in crowd.profiles "
+                                f"({', '.join(sorted(profiles))})")
+    for name, profile in profiles.items():
+        for organ in profile.get("miss_rate_by_organ", {}):
+            if organ not in organs:
+                raise SamcrowdError(f"config: key 'crowd.profiles.{name}.miss_rate_by_organ.{organ}': not an organ")
     return config
 
 
