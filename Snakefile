@@ -15,6 +15,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/export.smk"
+include: "rules/annotations.smk"
 
 
 rule all:

@@ -10,10 +10,12 @@ from samcrowd import cases as case_sheet
 from samcrowd import phantom
 from samcrowd.config import check_config
 from samcrowd.errors import SamcrowdError
+from samcrowd.boxes import discover_annotators
 
 
 wildcard_constraints:
     case="[A-Za-z0-9][A-Za-z0-9_-]*",
+    annotator="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 def _load_cases():
@@ -35,6 +37,21 @@ except SamcrowdError as e:
 ANNOTATED = [c for c in CASES.index if CASES.loc[c, "split"] in config["export"]["splits"]]
 
 
+def _annotators():
+    """Simulated: the configured crowd. Folder: the listed or discovered annotator subfolders."""
+    if config["annotations"]["source"] == "simulate":
+        return list(config["crowd"]["annotators"])
+    if config["annotations"]["annotators"]:
+        return list(config["annotations"]["annotators"])
+    return discover_annotators(config["annotations"]["folder"])
+
+
+try:
+    ANNOTATORS = _annotators()
+except SamcrowdError as e:
+    raise WorkflowError(str(e)) from None
+
+
 def case_files(wildcards):
     """Image and (if there is one) label of a case."""
     row = CASES.loc[wildcards.case]
@@ -48,9 +65,33 @@ def case_image(wildcards):
     return CASES.loc[wildcards.case, "image"]
 
 
+def annotation_folder(wildcards):
+    """An annotator's OpenLabeling folder: simulated under results/, or the user's."""
+    if config["annotations"]["source"] == "simulate":
+        return f"results/annotations/{wildcards.annotator}"
+    return f"{config['annotations']['folder']}/{wildcards.annotator}"
+
+
+def annotated_labels():
+    """Expert labels of the annotated cases, which the crowd simulator draws its boxes from."""
+    missing = [c for c in ANNOTATED if not CASES.loc[c, "label"]]
+    if missing:
+        raise WorkflowError(
+            f"the simulated crowd needs expert labels, case '{missing[0]}' has none "
+            "(give it a label or set annotations.source: folder)"
+        )
+    return [CASES.loc[c, "label"] for c in ANNOTATED]
+
+
+def crowd_profile(annotator):
+    """The noise profile of a simulated annotator (only its own: adding one changes no others)."""
+    return config["crowd"]["profiles"][config["crowd"]["annotators"][annotator]]
+
+
 def final_outputs():
     """What `snakemake` builds by default."""
     return [
         *expand("results/data/checked/{case}.json", case=CASES.index),
         *expand("results/slices/{case}.manifest.json", case=ANNOTATED),
+        *expand("results/boxes/{case}/{annotator}.tsv", case=ANNOTATED, annotator=ANNOTATORS),
     ]

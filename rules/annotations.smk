@@ -1,0 +1,50 @@
+# annotations: the crowd's OpenLabeling folders (simulated or real) -> validated box tables.
+
+if config["annotations"]["source"] == "simulate":
+
+    rule simulate_crowd:
+        """Write one simulated annotator's OpenLabeling folder from the expert labels."""
+        input:
+            labels=annotated_labels(),
+            manifests=expand("results/slices/{case}.manifest.json", case=ANNOTATED),
+        output:
+            directory("results/annotations/{annotator}"),
+        params:
+            profile=lambda wildcards: crowd_profile(wildcards.annotator),
+            organs=config["organs"],
+            seed=config["crowd"]["seed"],
+            formats=config["crowd"]["formats"],
+        log:
+            "results/logs/simulate_crowd/{annotator}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../envs/core.yaml"
+        script:
+            "../scripts/simulate_crowd.py"
+
+
+rule boxes:
+    """Parse and check one annotator's files for one case into a box table."""
+    input:
+        folder=annotation_folder,
+        manifest="results/slices/{case}.manifest.json",
+    output:
+        "results/boxes/{case}/{annotator}.tsv",
+    params:
+        naming=config["annotations"]["naming"],
+        organs=list(config["organs"]),
+        classes=config["annotations"]["classes"],
+        known_cases=list(CASES.index),
+    log:
+        "results/logs/boxes/{case}/{annotator}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/boxes.py"

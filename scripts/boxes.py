@@ -1,0 +1,22 @@
+# Snakemake entry point: one annotator's OpenLabeling files for one case -> box table.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import boxes, workflow
+
+p = snakemake.params
+workflow.run(
+    snakemake,
+    lambda: boxes.write_case_table(
+        snakemake.input.folder,
+        snakemake.wildcards.annotator,
+        snakemake.wildcards.case,
+        snakemake.input.manifest,
+        snakemake.output[0],
+        naming=p.naming,
+        organs=p.organs,
+        class_overrides=p.classes,
+        known_cases=set(p.known_cases),
+    ),
+)

@@ -1,0 +1,20 @@
+# Snakemake entry point: write one simulated annotator's OpenLabeling folder.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import crowd, workflow
+
+p = snakemake.params
+workflow.run(
+    snakemake,
+    lambda: crowd.simulate_annotator(
+        snakemake.wildcards.annotator,
+        crowd.Profile.from_config(p.profile),
+        list(zip(snakemake.input.labels, snakemake.input.manifests)),
+        p.organs,
+        snakemake.output[0],
+        seed=p.seed,
+        formats=tuple(p.formats),
+    ),
+)
