@@ -46,3 +46,7 @@ phantom:
   shape: [48, 40, 12]
   orientations: [RAS, LPS, LAS]
 """
+
+#: The published study's files, copied from ../shared/reference/btcv-crowd (MIT, see its LICENSE).
+BTCV_CROWD = REPO / "tests" / "data" / "btcv-crowd"
+ORGANS = ["spleen", "right_kidney", "left_kidney", "liver", "aorta"]

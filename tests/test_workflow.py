@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, snakemake, write_config
-from samcrowd import io
+from conftest import BTCV_CROWD, ORGANS, REPO, TINY, snakemake, write_config
+from samcrowd import boxes, io
+from samcrowd.openlabeling import PRESETS
 
 pytestmark = pytest.mark.workflow
 
@@ -38,6 +39,9 @@ def test_tiny_study_runs_data_and_export_then_has_nothing_left_to_do(tmp_path):
     assert len(list((tmp_path / "results/slices/synth001").glob("synth001_*.png"))) == 12
     assert len(list((tmp_path / "results/data/checked").glob("*.json"))) == 3
     assert (tmp_path / "results/logs/export_slices/synth000.log").read_text().count("12/12 slices written") == 1
+    tables = sorted(p.relative_to(tmp_path / "results/boxes").as_posix() for p in (tmp_path / "results/boxes").rglob("*.tsv"))
+    assert tables == [f"synth00{c}/ann0{a}.tsv" for c in (0, 1) for a in (1, 2, 3, 4)]
+    assert sorted(p.name for p in (tmp_path / "results/annotations").iterdir()) == ["ann01", "ann02", "ann03", "ann04"]
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -61,6 +65,7 @@ def sheet_project(tmp_path, rows):
          "cases.tsv:3: image 'data/missing.nii.gz' does not exist"),
         (["a\tdata/a.nii.gz\t\ttset"], "cases.tsv:2: case sheet: key 'split': 'tset' is not one of ['train', 'test']"),
         (["a\t/etc/hostname\t\ttrain"], "cases.tsv:2: image '/etc/hostname' lies outside the project"),
+        (["a\tdata/a.nii.gz\t\ttrain"], "the simulated crowd needs expert labels, case 'a' has none"),
     ],
 )
 def test_a_bad_case_sheet_stops_the_workflow_before_any_job(tmp_path, rows, line):
@@ -80,4 +85,52 @@ def test_a_label_on_another_grid_fails_its_case_with_one_line_and_writes_nothing
     assert "Traceback" not in (tmp_path / "results/logs/check_case/b.log").read_text()
     assert not (tmp_path / "results/data/checked/b.json").exists()
     assert (tmp_path / "results/data/checked/a.json").exists()  # the good case is unaffected
+    assert not list((tmp_path / "results").rglob(".tmp-*"))
+
+
+def published_project(tmp_path, extra_files=()):
+    """Cases img0001 and img0002 (train) and img0003 (test) on the study's own SAM volumes standing in
+    for the CT, and the published prompts of those cases in annotations/crowd/ (flat, med2image)."""
+    (tmp_path / "data").mkdir()
+    rows = []
+    for case, split in (("img0001", "train"), ("img0002", "train"), ("img0003", "test")):
+        src = BTCV_CROWD / "sam_labels" / f"label{case[3:]}.nii.gz"
+        (tmp_path / "data" / f"{case}.nii.gz").write_bytes(src.read_bytes())
+        rows.append(f"{case}\tdata/{case}.nii.gz\t\t{split}")
+    (tmp_path / "cases.tsv").write_text("case\timage\tlabel\tsplit\n" + "\n".join(rows) + "\n")
+    crowd = tmp_path / "annotations" / "crowd"
+    crowd.mkdir(parents=True)
+    for path in sorted((BTCV_CROWD / "prompts").glob("img000[123]-*.txt")):
+        (crowd / path.name).write_bytes(path.read_bytes())
+    for name, text in extra_files:
+        (crowd / name).write_text(text)
+    return write_config(tmp_path / "c.yaml", "data: {source: sheet, sheet: cases.tsv}\n"
+                        "annotations: {source: folder, folder: annotations, naming: med2image}\n")
+
+
+def test_the_published_campaign_runs_through_the_workflow(tmp_path):
+    cfg = published_project(tmp_path)
+    run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert run.returncode == 0, run.stderr
+    frames = boxes.campaign_frames(BTCV_CROWD / "prompts", PRESETS["med2image"])
+    reference = boxes.annotator_table(BTCV_CROWD / "prompts", "crowd", PRESETS["med2image"], ORGANS, frames.get)
+    for case in ("img0001", "img0002"):
+        table = boxes.read_table(tmp_path / f"results/boxes/{case}/crowd.tsv")
+        expected = reference[reference.case == case].reset_index(drop=True)
+        columns = ["organ", "slice", "x0", "y0", "x1", "y1", "i0", "i1", "j0", "j1", "k0", "k1", "file", "line"]
+        assert table[columns].equals(expected[columns])  # LAS volumes: our export shows med2image's PNG
+    log = (tmp_path / "results/logs/boxes/img0001/crowd.log").read_text()
+    expected = reference[reference.case == "img0001"]
+    assert f"img0001 / crowd: {boxes.summary(expected, ORGANS)}" in log
+    assert "262 boxes on 85 slices (62 seen empty)" in boxes.summary(expected, ORGANS)
+    assert not (tmp_path / "results/boxes/img0003").exists()  # a test case: its prompts are not used
+
+
+def test_a_bad_annotation_file_fails_its_jobs_with_one_line_and_no_table(tmp_path):
+    cfg = published_project(tmp_path, [("img0001-slice050.txt", "0 0.5 0.5 0.1 0.1\r\n5 0.5 0.5 0.1\r\n")])
+    run = snakemake(tmp_path, "--cores", "2", "--keep-going", "--configfile", str(cfg))
+    assert run.returncode != 0
+    assert ("annotations/crowd/img0001-slice050.txt:2: expected 5 fields 'class x_center y_center width height', "
+            "got 4") in run.stderr
+    assert not (tmp_path / "results/boxes/img0001/crowd.tsv").exists()
     assert not list((tmp_path / "results").rglob(".tmp-*"))
