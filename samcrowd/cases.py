@@ -94,7 +94,7 @@ def check_pair(image: str | Path, label: str | Path | None) -> dict[str, Any]:
         "shape": list(shape),
         "spacing": [round(float(s), 6) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))],
         "orientation": orientation_code(affine),
-        "affine": affine.round(6).tolist(),
+        "affine": affine.tolist(),
         "label": None,
     }
     if label:

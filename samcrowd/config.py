@@ -109,6 +109,11 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
         for organ in profile.get("miss_rate_by_organ", {}):
             if organ not in organs:
                 raise SamcrowdError(f"config: key 'crowd.profiles.{name}.miss_rate_by_organ.{organ}': not an organ")
+    seg = config["segmenter"]
+    if seg["kind"] in ("sam", "medsam") and not seg["checkpoint"]:
+        raise SamcrowdError(f"config: key 'segmenter.checkpoint': segmenter.kind {seg['kind']} needs a checkpoint path")
+    if seg["kind"] == "medsam" and seg["model_type"] not in ("vit_b", "test_tiny"):
+        raise SamcrowdError(f"config: key 'segmenter.model_type': MedSAM checkpoints are vit_b, not {seg['model_type']}")
     return config
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from samcrowd import io
+from samcrowd.errors import SamcrowdError
 from samcrowd.geometry import SliceGeometry, orientation_code
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def export_case(case: str, image_path: str | Path, out_dir: str | Path, manifest
         "case": case,
         "image": str(image_path),
         "shape": list(image.shape),
-        "affine": np.asarray(affine).round(6).tolist(),
+        "affine": np.asarray(affine, dtype=float).tolist(),  # exact: JSON floats round-trip
         "orientation": orientation_code(affine),
         "geometry": geometry.to_dict(),
         "png_shape": list(geometry.png_shape),
@@ -84,3 +85,15 @@ def load_manifest(path: str | Path) -> tuple[dict[str, Any], SliceGeometry]:
     """Read a manifest and its geometry."""
     manifest = io.read_json(path)
     return manifest, SliceGeometry.from_dict(manifest["geometry"])
+
+
+def read_png(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """An exported slice as a 2D uint8 array, checked against the manifest's PNG shape."""
+    try:
+        with Image.open(path) as img:
+            data = np.asarray(img.convert("L"))
+    except FileNotFoundError:
+        raise SamcrowdError("exported slice not found", path) from None
+    if shape is not None and data.shape != tuple(shape):
+        raise SamcrowdError(f"PNG shape {data.shape} differs from the manifest's {tuple(shape)}", path)
+    return data

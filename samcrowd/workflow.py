@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import samcrowd
 from samcrowd.errors import SamcrowdError
 
+T = TypeVar("T")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -34,3 +35,26 @@ def run(smk: Any, main: Callable[[], object]) -> None:
     except SamcrowdError as e:
         log.error("%s", e)
         sys.exit(1)
+
+
+class _LogWriter:
+    """A file-like object that sends tqdm's progress lines to a logger."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+
+    def write(self, text: str) -> None:
+        line = text.strip("\r\n ")
+        if line:
+            self.logger.info("%s", line)
+
+    def flush(self) -> None:
+        pass
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", every_s: float = 15.0) -> Iterator[T]:
+    """tqdm progress (count, rate, time left) written to the log every `every_s` seconds and at the end."""
+    from tqdm import tqdm
+
+    return iter(tqdm(iterable, total=total, desc=desc, file=_LogWriter(logging.getLogger("samcrowd.progress")),
+                     mininterval=every_s, ascii=True, dynamic_ncols=False, ncols=100))

@@ -1,0 +1,168 @@
+"""From boxes to label volumes: cached slice embeddings, batched decoding, overlap resolution.
+
+`embed_case` runs a segmenter's image encoder once per exported slice of a case and stores
+the features as one float16 array (slices x C x h x w) with a JSON record of its key. The
+key holds the checkpoint hash and the preprocessing, so embeddings made with another
+checkpoint are refused, never reused. `mask_case` decodes one annotator's boxes slice by
+slice (all boxes of a slice in one call), resolves overlapping organs by the segmenter's
+score, and writes a label volume (organ values 1..N in config order) on the case image's
+exact grid, plus a coverage table of the organ slices the annotator looked at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from samcrowd import io
+from samcrowd.boxes import read_table
+from samcrowd.errors import SamcrowdError
+from samcrowd.export import load_manifest, png_stem, read_png
+from samcrowd.segmenters import Segmenter
+from samcrowd.workflow import progress
+
+log = logging.getLogger(__name__)
+
+COVERAGE_COLUMNS = ["case", "annotator", "slice", "organ", "status", "boxes", "voxels"]
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    """A stable SHA-256 of an embedding key."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def embed_case(segmenter: Segmenter, manifest_path: str | Path, slices_dir: str | Path, out_array: str | Path,
+               out_record: str | Path) -> dict[str, Any]:
+    """Encode every exported slice of a case once; write the float16 features and their record."""
+    segmenter.prepare()
+    manifest, geometry = load_manifest(manifest_path)
+    records = manifest["slices"]
+    array = None
+    with io.atomic_output(out_array) as tmp:
+        for i, record in enumerate(progress(records, total=len(records), desc=f"embed {manifest['case']}")):
+            features = segmenter.embed(read_png(Path(slices_dir) / record["png"], geometry.png_shape))
+            if array is None:
+                array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+                                                  shape=(len(records), *features.shape))
+            array[i] = features
+        if array is None:
+            raise SamcrowdError("no exported slices to embed", manifest_path)
+        array.flush()
+        shape = list(array.shape)
+        del array
+    key = segmenter.embedding_key()
+    record = {"case": manifest["case"], "key": key, "key_sha256": key_digest(key), "slices": [r["slice"] for r in records],
+              "png_shape": list(geometry.png_shape), "shape": shape, "dtype": "float16", "encoder_passes": len(records)}
+    io.write_json(out_record, record)
+    log.info("%s: %d encoder passes, embeddings %s float16 (%.1f MiB)", manifest["case"], len(records), shape,
+             np.prod(shape) * 2 / 2**20)
+    return record
+
+
+class Embeddings:
+    """A case's cached embeddings, checked against the segmenter that will decode them."""
+
+    def __init__(self, array_path: str | Path, record_path: str | Path, segmenter: Segmenter):
+        self.record = io.read_json(record_path)
+        expected = key_digest(segmenter.embedding_key())
+        if self.record.get("key_sha256") != expected:
+            raise SamcrowdError(
+                f"stale embeddings: made with key {self.record.get('key_sha256', '?')[:12]} "
+                f"({self.record.get('key', {}).get('checkpoint_sha256', '?')[:12]}), the segmenter now has "
+                f"{expected[:12]}; rerun the embed job", record_path)
+        self.array = np.load(array_path, mmap_mode="r")
+        if list(self.array.shape) != self.record["shape"]:
+            raise SamcrowdError(f"array shape {list(self.array.shape)} differs from its record {self.record['shape']}",
+                                array_path)
+        self.index = {k: i for i, k in enumerate(self.record["slices"])}
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if k not in self.index:
+            raise SamcrowdError(f"slice {k} has no embedding (was it exported?)")
+        return np.asarray(self.array[self.index[k]])
+
+
+def compose(masks: np.ndarray, scores: np.ndarray, organ_values: np.ndarray) -> np.ndarray:
+    """One label plane from per-box masks: each pixel takes the organ of the best-scoring box covering it."""
+    if len(masks) == 0:
+        return np.zeros(masks.shape[1:], dtype=np.uint8)
+    ranked = np.where(masks, scores[:, None, None], -np.inf)
+    best = ranked.argmax(axis=0)
+    plane = np.asarray(organ_values, dtype=np.uint8)[best]
+    plane[~masks.any(axis=0)] = 0
+    return plane
+
+
+def mask_case(segmenter: Segmenter, annotator: str, table_path: str | Path, manifest_path: str | Path,
+              slices_dir: str | Path, image_path: str | Path, organs: list[str], out_volume: str | Path,
+              out_coverage: str | Path, embeddings: Embeddings | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Decode one annotator's boxes on one case into a label volume and a coverage table."""
+    segmenter.prepare()
+    manifest, geometry = load_manifest(manifest_path)
+    shape, affine = io.read_header(image_path)
+    if list(shape) != manifest["shape"]:
+        raise SamcrowdError(f"image shape {shape} differs from its export manifest {manifest['shape']}", image_path)
+    table = read_table(table_path)
+    unknown = sorted(set(table.organ) - set(organs) - {""})
+    if unknown:
+        raise SamcrowdError(f"organ '{unknown[0]}' is not in the config's organs", table_path)
+    value = {organ: i + 1 for i, organ in enumerate(organs)}
+    volume = np.zeros(shape, dtype=np.uint8)
+    coverage = []
+    drawn = table[table.organ != ""]
+    for k in progress(sorted(set(table.slice)), desc=f"masks {manifest['case']}"):
+        rows = drawn[drawn.slice == k]
+        voxels: dict[str, int] = {}
+        if len(rows):
+            boxes = rows[["x0", "y0", "x1", "y1"]].to_numpy(dtype=np.int64)
+            png = read_png(Path(slices_dir) / f"{png_stem(manifest['case'], int(k))}.png", geometry.png_shape)
+            masks, scores = segmenter.segment(png, boxes, None if embeddings is None else embeddings[int(k)])
+            plane = compose(masks, np.asarray(scores, dtype=float), rows.organ.map(value).to_numpy())
+            geometry.insert(volume, int(k), plane)
+            voxels = {organ: int((plane == v).sum()) for organ, v in value.items()}
+        for organ in organs:
+            n = int((rows.organ == organ).sum())
+            coverage.append({"case": manifest["case"], "annotator": annotator, "slice": int(k),
+                             "organ": organ, "status": "boxed" if n else "absent", "boxes": n,
+                             "voxels": voxels.get(organ, 0)})
+    io.save_volume(out_volume, volume, affine)
+    cov = pd.DataFrame(coverage, columns=COVERAGE_COLUMNS)
+    io.write_tsv(out_coverage, cov)
+    log.info("%s: %d boxes on %d slices -> %s", manifest["case"], len(drawn), drawn.slice.nunique(),
+             ", ".join(f"{o} {int((volume == v).sum())} voxels" for o, v in value.items()))
+    return volume, cov
+
+
+def write_segmenter_record(settings: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """Check the checkpoint (if any) and write what makes the masks: settings, checkpoint hash, versions."""
+    from samcrowd import segmenters
+
+    checkpoint = None
+    if settings["kind"] in ("sam", "medsam"):
+        checkpoint = segmenters.check_checkpoint(settings["checkpoint"], settings["model_type"])
+    segmenter = segmenters.make_segmenter(settings, checkpoint)
+    record = {"settings": settings, "checkpoint": checkpoint, "identity": segmenter.identity(),
+              "versions": _versions(settings["kind"])}
+    io.write_json(out, record)
+    return record
+
+
+def segmenter_from_record(path: str | Path) -> Segmenter:
+    """The segmenter a `segmenter` job recorded (the checkpoint hash is not recomputed)."""
+    from samcrowd import segmenters
+
+    record = io.read_json(path)
+    return segmenters.make_segmenter(record["settings"], record["checkpoint"])
+
+
+def _versions(kind: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    names = ["samcrowd", "numpy", "scikit-image"] + (["torch", "segment-anything"] if kind in ("sam", "medsam") else [])
+    return {name: version(name) for name in names}

@@ -1,0 +1,424 @@
+"""Box-prompted segmenters: SAM, MedSAM, a weight-free random walker, and the filled box.
+
+Every segmenter turns the boxes drawn on one exported PNG into one mask and one score per
+box. SAM and MedSAM split the work in two: `embed` runs the image encoder once per slice
+(the expensive part, cached on disk as float16) and `segment` decodes all boxes of a slice
+in one batched call against that embedding. The uncached path rounds the features through
+float16 too, so cached and uncached masks are identical.
+
+Checkpoints are weights only: built from segment_anything's own registry (or a small test
+architecture from its modeling classes), filled with `torch.load(weights_only=True)`, and
+checked against the published SHA-256 of the official files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samcrowd.errors import SamcrowdError
+
+log = logging.getLogger(__name__)
+
+#: Published SHA-256 of the official checkpoints (segment-anything's README links).
+KNOWN_CHECKPOINTS = {
+    "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e": ("vit_h", "sam_vit_h_4b8939.pth"),
+    "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622": ("vit_l", "sam_vit_l_0b3195.pth"),
+    "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912": ("vit_b", "sam_vit_b_01ec64.pth"),
+}
+MODEL_TYPES = ("vit_h", "vit_l", "vit_b", "test_tiny")
+EMBEDDING_FORMAT = 1
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, read in chunks (a ViT-H checkpoint is 2.4 GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_checkpoint(path: str | Path, model_type: str) -> dict[str, Any]:
+    """Hash a checkpoint and compare it with the published ones.
+
+    An official file name with another hash, or an official hash of another model type, is
+    an error; an unknown file is allowed with a warning (its hash goes to the log and the
+    provenance record).
+    """
+    path = Path(path)
+    if not str(path) or not path.is_file():
+        raise SamcrowdError("SAM checkpoint not found (segmenter.checkpoint)", path)
+    sha = sha256_file(path)
+    known = KNOWN_CHECKPOINTS.get(sha)
+    official_names = {name: (mt, h) for h, (mt, name) in KNOWN_CHECKPOINTS.items()}
+    if known is None and path.name in official_names:
+        raise SamcrowdError(f"SHA-256 {sha} does not match the published {official_names[path.name][1]} of "
+                            f"{path.name}: a damaged or different file", path)
+    if known is not None and known[0] != model_type and model_type != "test_tiny":
+        raise SamcrowdError(f"this is the official {known[0]} checkpoint ({known[1]}), but segmenter.model_type is "
+                            f"{model_type}", path)
+    if known is None:
+        log.warning("%s: unknown checkpoint (not an official SAM file), SHA-256 %s", path, sha)
+    else:
+        log.info("%s: official %s checkpoint %s, SHA-256 verified", path, known[0], known[1])
+    return {"path": str(path), "sha256": sha, "size": path.stat().st_size,
+            "known": None if known is None else known[1]}
+
+
+def build_test_sam(img_size: int = 256):
+    """A small randomly initialised SAM from segment_anything's own modeling classes.
+
+    Not a real SAM: it exists so tests and benchmarks run the real loading, encoding and
+    decoding code on a CPU in milliseconds.
+    """
+    import torch
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    dim, patch = 32, 16
+    return Sam(
+        image_encoder=ImageEncoderViT(img_size=img_size, patch_size=patch, embed_dim=64, depth=2, num_heads=2,
+                                      mlp_ratio=2.0, out_chans=dim, qkv_bias=True,
+                                      norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
+                                      global_attn_indexes=(1,), window_size=4),
+        prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(img_size // patch, img_size // patch),
+                                     input_image_size=(img_size, img_size), mask_in_chans=4),
+        mask_decoder=MaskDecoder(num_multimask_outputs=3,
+                                 transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=64, num_heads=2),
+                                 transformer_dim=dim, iou_head_depth=2, iou_head_hidden_dim=32),
+    )
+
+
+def build_sam(model_type: str):
+    """An uninitialised SAM of `model_type` (no weights loaded yet)."""
+    if model_type == "test_tiny":
+        return build_test_sam()
+    from segment_anything import sam_model_registry
+
+    if model_type not in sam_model_registry or model_type == "default":
+        raise SamcrowdError(f"unknown SAM model type '{model_type}' (one of {', '.join(MODEL_TYPES)})")
+    return sam_model_registry[model_type](checkpoint=None)
+
+
+def load_sam(model_type: str, checkpoint: str | Path, device: "torch.device"):
+    """Build `model_type` and fill it from a weights-only checkpoint; refuse anything else."""
+    import pickle
+
+    import torch
+
+    model = build_sam(model_type)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SamcrowdError("SAM checkpoint not found", checkpoint) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SamcrowdError(f"not a weights-only PyTorch checkpoint ({first})", checkpoint) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SamcrowdError("checkpoint is not a state dict of tensors", checkpoint)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors, e.g. "
+                  f"{(missing or unexpected or wrong)[0]}")
+        raise SamcrowdError(f"checkpoint does not fit model_type {model_type} ({detail})", checkpoint)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def resolve_device(device: str) -> "torch.device":
+    """'auto' -> CUDA when torch sees a GPU, else CPU; 'cuda' without a GPU is an error."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SamcrowdError("segmenter.device is cuda but torch sees no CUDA device on this machine "
+                            "(use device: auto or cpu, or run this job on a GPU node)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------- segmenters
+
+
+@dataclass
+class Segmenter:
+    """Base: boxes (n, 4) half-open pixel corners on a PNG -> masks (n, H, W) and scores (n,)."""
+
+    kind = "base"
+    needs_embedding = False
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the masks (for provenance and the embedding cache key)."""
+        return {"kind": self.kind}
+
+    def prepare(self) -> None:
+        """Check the device and load weights before any data is read (a no-op without weights)."""
+
+    def segment(self, png: np.ndarray, boxes: np.ndarray, embedding: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+@dataclass
+class BoxSegmenter(Segmenter):
+    """The filled box: the lower bound, and a geometry check (a mask is exactly its box)."""
+
+    kind = "box"
+
+    def segment(self, png, boxes, embedding=None):
+        masks = np.zeros((len(boxes), *png.shape), dtype=bool)
+        for m, (x0, y0, x1, y1) in zip(masks, boxes):
+            m[y0:y1, x0:x1] = True
+        areas = np.array([(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes], dtype=float)
+        return masks, 1.0 - areas / png.size  # where boxes overlap, the smaller box wins
+
+
+@dataclass
+class RandomWalkerSegmenter(Segmenter):
+    """Weight-free: scikit-image's random walker, seeded by the box.
+
+    Pixels in a margin around the box are background seeds; pixels in the box's central
+    ellipse (`core` of its size) whose grey value is within `tolerance` of that ellipse's
+    median are object seeds. The object is what the walk reaches with probability > 0.5
+    inside the box, the seeded components kept, holes filled.
+    """
+
+    kind = "random_walker"
+    beta: float = 500.0
+    core: float = 0.6
+    tolerance: float = 0.1
+    margin: float = 0.25
+
+    def identity(self):
+        return {"kind": self.kind, "beta": self.beta, "core": self.core, "tolerance": self.tolerance,
+                "margin": self.margin}
+
+    def segment(self, png, boxes, embedding=None):
+        masks = np.zeros((len(boxes), *png.shape), dtype=bool)
+        scores = np.zeros(len(boxes))
+        for i, box in enumerate(boxes):
+            masks[i], scores[i] = self._one(png, box)
+        return masks, scores
+
+    def _one(self, png: np.ndarray, box) -> tuple[np.ndarray, float]:
+        from scipy import ndimage
+        from skimage.segmentation import random_walker
+
+        height, width = png.shape
+        x0, y0, x1, y1 = (int(v) for v in box)
+        mx, my = max(3, int((x1 - x0) * self.margin)), max(3, int((y1 - y0) * self.margin))
+        X0, Y0, X1, Y1 = max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my)
+        roi = png[Y0:Y1, X0:X1].astype(np.float64) / 255.0
+        inside = np.zeros(roi.shape, dtype=bool)
+        inside[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0] = True
+        out = np.zeros(png.shape, dtype=bool)
+        if inside.all():  # the box fills the image: no background to seed from
+            out[y0:y1, x0:x1] = True
+            return out, 0.0
+        yy, xx = np.mgrid[: roi.shape[0], : roi.shape[1]]
+        cx, cy = (x0 + x1) / 2 - X0 - 0.5, (y0 + y1) / 2 - Y0 - 0.5
+        rx, ry = max(0.5, (x1 - x0) * self.core / 2), max(0.5, (y1 - y0) * self.core / 2)
+        centre = (((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1) & inside
+        if not centre.any():
+            centre[int(round(cy)), int(round(cx))] = True
+        seeds = centre & (np.abs(roi - np.median(roi[centre])) <= self.tolerance)
+        if not seeds.any():
+            seeds = centre
+        labels = np.where(inside, 0, 1).astype(np.int32)
+        labels[seeds] = 2
+        prob = random_walker(roi, labels, beta=self.beta, mode="cg_j", tol=1e-6, return_full_prob=True)[1]
+        mask = (prob > 0.5) & inside
+        components, _ = ndimage.label(mask)
+        keep = np.unique(components[seeds & mask])
+        mask = ndimage.binary_fill_holes(np.isin(components, keep[keep > 0]))
+        out[Y0:Y1, X0:X1] = mask
+        return out, float(prob[mask].mean()) if mask.any() else 0.0
+
+
+@dataclass
+class SamSegmenter(Segmenter):
+    """Segment Anything through segment_anything's SamPredictor.
+
+    `multimask` 'best': three masks per box, keep the one with the highest predicted IoU
+    (as the published study did); 'single': one mask per box.
+    """
+
+    kind = "sam"
+    needs_embedding = True
+    model_type: str = "vit_h"
+    checkpoint: str = ""
+    sha256: str = ""
+    device: str = "auto"
+    precision: str = "fp32"
+    multimask: str = "best"
+
+    def __post_init__(self):
+        self._model = None
+        self._predictor = None
+
+    def identity(self):
+        return {"kind": self.kind, "model_type": self.model_type, "checkpoint_sha256": self.sha256,
+                "preprocessing": self._preprocessing(), "multimask": self.multimask}
+
+    def embedding_key(self) -> dict[str, Any]:
+        """What the cached embeddings depend on: never the decoding options."""
+        return {"format": EMBEDDING_FORMAT, "kind": self.kind, "model_type": self.model_type,
+                "checkpoint_sha256": self.sha256, "preprocessing": self._preprocessing()}
+
+    def _preprocessing(self) -> dict[str, Any]:
+        return {"input": "exported 8-bit PNG as RGB", "resize": "ResizeLongestSide", "normalise": "SAM pixel mean/std",
+                "precision": self.precision}
+
+    def prepare(self) -> None:
+        _ = self.predictor  # resolves the device (refusing CUDA that is not there) and loads the weights
+
+    # the model is loaded on first use, after every check has passed
+    @property
+    def torch_device(self):
+        if not hasattr(self, "_device"):
+            self._device = resolve_device(self.device)
+            if self.precision != "fp32" and self._device.type != "cuda":
+                raise SamcrowdError(f"segmenter.precision {self.precision} needs a CUDA device (autocast); "
+                                    "use fp32 on the CPU")
+        return self._device
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = load_sam(self.model_type, self.checkpoint, self.torch_device)
+        return self._model
+
+    @property
+    def predictor(self):
+        if self._predictor is None:
+            from segment_anything import SamPredictor
+
+            self._predictor = SamPredictor(self.model)
+        return self._predictor
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def embed(self, png: np.ndarray) -> np.ndarray:
+        """The image encoder on one PNG: features rounded to float16, shape (C, h, w)."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            self.predictor.set_image(np.repeat(png[..., None], 3, axis=2), image_format="RGB")
+            return self.predictor.features[0].float().cpu().numpy().astype(np.float16)
+
+    def segment(self, png, boxes, embedding=None):
+        import torch
+
+        if embedding is None:
+            embedding = self.embed(png)
+        p = self.predictor
+        height, width = png.shape
+        p.reset_image()
+        p.features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
+        p.original_size = (height, width)
+        p.input_size = p.transform.get_preprocess_shape(height, width, p.transform.target_length)
+        p.is_image_set = True
+        xyxy = np.asarray(boxes, dtype=np.float64).copy()
+        xyxy[:, 2:] -= 1  # half-open corners -> SAM's pixel coordinates of the last row and column
+        with torch.inference_mode(), self._autocast():
+            prompts = p.transform.apply_boxes_torch(torch.as_tensor(xyxy, device=self.torch_device), (height, width))
+            masks, iou, _ = p.predict_torch(None, None, boxes=prompts, multimask_output=self.multimask == "best")
+        masks, iou = masks.cpu().numpy(), iou.float().cpu().numpy()
+        pick = iou.argmax(axis=1) if self.multimask == "best" else np.zeros(len(boxes), dtype=int)
+        rows = np.arange(len(boxes))
+        return masks[rows, pick], iou[rows, pick]
+
+
+@dataclass
+class MedSamSegmenter(SamSegmenter):
+    """MedSAM (a ViT-B SAM fine-tuned on medical images) with MedSAM's own recipe.
+
+    The windowed slice is resized to the encoder's square input (1024 x 1024 for ViT-B,
+    bicubic), scaled to [0, 1] (no SAM mean/std, no padding); the box is scaled to that
+    square; one mask per box, sigmoid > 0.5 after bilinear upsampling. The score is the
+    mean probability inside the mask (MedSAM's IoU head was not trained).
+    """
+
+    kind = "medsam"
+    model_type: str = "vit_b"
+    multimask: str = "single"
+
+    def _preprocessing(self):
+        return {"input": "exported 8-bit PNG, 3 channels", "resize": "square, bicubic, anti-aliased",
+                "normalise": "min-max to [0, 1]", "precision": self.precision}
+
+    def embed(self, png):
+        import torch
+        from skimage.transform import resize
+
+        size = self.model.image_encoder.img_size
+        rgb = np.repeat(png[..., None], 3, axis=2)
+        square = resize(rgb, (size, size), order=3, preserve_range=True, anti_aliasing=True).astype(np.uint8)
+        square = (square - square.min()) / np.clip(float(square.max()) - float(square.min()), 1e-8, None)
+        tensor = torch.from_numpy(square.astype(np.float32)).permute(2, 0, 1)[None].to(self.torch_device)
+        with torch.inference_mode(), self._autocast():
+            return self.model.image_encoder(tensor)[0].float().cpu().numpy().astype(np.float16)
+
+    def segment(self, png, boxes, embedding=None):
+        import torch
+        import torch.nn.functional as F
+
+        if embedding is None:
+            embedding = self.embed(png)
+        model = self.model
+        size = model.image_encoder.img_size
+        height, width = png.shape
+        xyxy = np.asarray(boxes, dtype=np.float64).copy()
+        xyxy[:, 2:] -= 1
+        xyxy = xyxy / np.array([width, height, width, height]) * size
+        with torch.inference_mode(), self._autocast():
+            features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
+            box = torch.as_tensor(xyxy, dtype=torch.float32, device=self.torch_device)[:, None, :]
+            sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
+            logits, _ = model.mask_decoder(image_embeddings=features, image_pe=model.prompt_encoder.get_dense_pe(),
+                                           sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                           multimask_output=False)
+            prob = F.interpolate(torch.sigmoid(logits.float()), size=(height, width), mode="bilinear",
+                                 align_corners=False)[:, 0]
+        prob = prob.cpu().numpy()
+        masks = prob > 0.5
+        scores = np.array([float(p[m].mean()) if m.any() else 0.0 for p, m in zip(prob, masks)])
+        return masks, scores
+
+
+def make_segmenter(settings: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> Segmenter:
+    """The segmenter a config's `segmenter` section asks for (checkpoint info from `check_checkpoint`)."""
+    kind = settings["kind"]
+    if kind == "box":
+        return BoxSegmenter()
+    if kind == "random_walker":
+        return RandomWalkerSegmenter(**settings.get("random_walker", {}))
+    if kind in ("sam", "medsam"):
+        if checkpoint is None:
+            raise SamcrowdError(f"segmenter.kind {kind} needs a checkpoint (segmenter.checkpoint)")
+        cls = SamSegmenter if kind == "sam" else MedSamSegmenter
+        options = {"model_type": settings["model_type"], "checkpoint": checkpoint["path"],
+                   "sha256": checkpoint["sha256"], "device": settings["device"], "precision": settings["precision"]}
+        if kind == "sam":
+            options["multimask"] = settings["multimask"]
+        return cls(**options)
+    raise SamcrowdError(f"unknown segmenter kind '{kind}'")
