@@ -16,6 +16,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/export.smk"
 include: "rules/annotations.smk"
+include: "rules/sam.smk"
 
 
 rule all:

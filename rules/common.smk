@@ -88,10 +88,44 @@ def crowd_profile(annotator):
     return config["crowd"]["profiles"][config["crowd"]["annotators"][annotator]]
 
 
+USES_EMBEDDING = config["segmenter"]["kind"] in ("sam", "medsam")
+SAM_GPU = 1 if USES_EMBEDDING and config["segmenter"]["device"] != "cpu" else 0
+
+
+def checkpoint_input():
+    """The SAM/MedSAM checkpoint, when the segmenter has one."""
+    return [config["segmenter"]["checkpoint"]] if USES_EMBEDDING else []
+
+
+def embed_inputs(wildcards):
+    return {
+        "manifest": f"results/slices/{wildcards.case}.manifest.json",
+        "slices": f"results/slices/{wildcards.case}",
+        "segmenter": "results/segmenter.json",
+        "checkpoint": config["segmenter"]["checkpoint"],
+    }
+
+
+def masks_inputs(wildcards):
+    """Boxes, slices and image grid; for SAM/MedSAM also the case's embeddings and the checkpoint."""
+    files = {
+        "table": f"results/boxes/{wildcards.case}/{wildcards.annotator}.tsv",
+        "manifest": f"results/slices/{wildcards.case}.manifest.json",
+        "slices": f"results/slices/{wildcards.case}",
+        "image": case_image(wildcards),
+        "segmenter": "results/segmenter.json",
+    }
+    if USES_EMBEDDING:
+        files["embeddings"] = f"results/embeddings/{wildcards.case}.npy"
+        files["embedding_record"] = f"results/embeddings/{wildcards.case}.json"
+        files["checkpoint"] = config["segmenter"]["checkpoint"]
+    return files
+
+
 def final_outputs():
     """What `snakemake` builds by default."""
     return [
         *expand("results/data/checked/{case}.json", case=CASES.index),
         *expand("results/slices/{case}.manifest.json", case=ANNOTATED),
-        *expand("results/boxes/{case}/{annotator}.tsv", case=ANNOTATED, annotator=ANNOTATORS),
+        *expand("results/masks/{case}/{annotator}.nii.gz", case=ANNOTATED, annotator=ANNOTATORS),
     ]

@@ -1,0 +1,70 @@
+# SAM stage: record and check the segmenter once, encode every exported slice once per case
+# (SAM/MedSAM only), decode each annotator's boxes against the cached embeddings.
+
+
+rule segmenter:
+    """Check the checkpoint against its published hash and record what makes the masks."""
+    input:
+        checkpoint_input(),
+    output:
+        "results/segmenter.json",
+    params:
+        settings=config["segmenter"],
+    log:
+        "results/logs/segmenter.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/sam.yaml"
+    script:
+        "../scripts/segmenter.py"
+
+
+if USES_EMBEDDING:
+
+    rule embed:
+        """Run the image encoder once per exported slice; cache float16 features."""
+        input:
+            unpack(embed_inputs),
+        output:
+            array="results/embeddings/{case}.npy",
+            record="results/embeddings/{case}.json",
+        log:
+            "results/logs/embed/{case}.log",
+        benchmark:
+            "results/benchmarks/embed/{case}.tsv"
+        threads: 2
+        resources:
+            gpu=SAM_GPU,
+            mem_mb=16000,
+            runtime=120,
+        conda:
+            "../envs/sam.yaml"
+        script:
+            "../scripts/embed.py"
+
+
+rule masks:
+    """Decode one annotator's boxes on one case into a label volume and a coverage table."""
+    input:
+        unpack(masks_inputs),
+    output:
+        volume="results/masks/{case}/{annotator}.nii.gz",
+        coverage="results/masks/{case}/{annotator}.coverage.tsv",
+    params:
+        organs=list(config["organs"]),
+    log:
+        "results/logs/masks/{case}/{annotator}.log",
+    benchmark:
+        "results/benchmarks/masks/{case}/{annotator}.tsv"
+    threads: 1
+    resources:
+        gpu=SAM_GPU,
+        mem_mb=8000 if USES_EMBEDDING else 2000,
+        runtime=60,
+    conda:
+        "../envs/sam.yaml"
+    script:
+        "../scripts/masks.py"

@@ -1,0 +1,17 @@
+# Snakemake entry point: decode one annotator's boxes on one case.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import masks, workflow
+
+
+def main():
+    i, o = snakemake.input, snakemake.output
+    segmenter = masks.segmenter_from_record(i.segmenter)
+    embeddings = masks.Embeddings(i.embeddings, i.embedding_record, segmenter) if "embeddings" in i.keys() else None
+    masks.mask_case(segmenter, snakemake.wildcards.annotator, i.table, i.manifest, i.slices, i.image,
+                    snakemake.params.organs, o.volume, o.coverage, embeddings)
+
+
+workflow.run(snakemake, main)
