@@ -50,3 +50,21 @@ phantom:
 #: The published study's files, copied from ../shared/reference/btcv-crowd (MIT, see its LICENSE).
 BTCV_CROWD = REPO / "tests" / "data" / "btcv-crowd"
 ORGANS = ["spleen", "right_kidney", "left_kidney", "liver", "aorta"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A small randomly initialised SAM (segment_anything's modeling classes), saved as a checkpoint file."""
+    import torch
+
+    from samcrowd.segmenters import build_test_sam
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("checkpoints") / "tiny_sam.pth"
+    torch.save(build_test_sam().state_dict(), path)
+    return path
+
+
+def sam_settings(checkpoint, kind="sam", **extra):
+    return {"kind": kind, "model_type": "test_tiny", "checkpoint": str(checkpoint), "device": "cpu",
+            "precision": "fp32", "multimask": "best", **extra}

@@ -3,7 +3,10 @@ bad input with one line naming the file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+
+import nibabel as nib
 
 import numpy as np
 import pytest
@@ -78,7 +81,8 @@ def test_a_bad_case_sheet_stops_the_workflow_before_any_job(tmp_path, rows, line
 
 def test_a_label_on_another_grid_fails_its_case_with_one_line_and_writes_nothing(tmp_path):
     cfg = sheet_project(tmp_path, ["a\tdata/a.nii.gz\tdata/a_seg.nii.gz\ttrain", "b\tdata/a.nii.gz\tdata/bad_seg.nii.gz\ttest"])
-    run = snakemake(tmp_path, "--cores", "1", "--keep-going", "--configfile", str(cfg))
+    run = snakemake(tmp_path, "results/data/checked/a.json", "results/data/checked/b.json",
+                    "--cores", "1", "--keep-going", "--configfile", str(cfg))
     assert run.returncode != 0
     message = "ERROR samcrowd: data/bad_seg.nii.gz: label shape (16, 16, 5) differs from image shape (16, 16, 6)"
     assert message in run.stderr
@@ -110,7 +114,8 @@ def published_project(tmp_path, extra_files=()):
 
 def test_the_published_campaign_runs_through_the_workflow(tmp_path):
     cfg = published_project(tmp_path)
-    run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    run = snakemake(tmp_path, "results/boxes/img0001/crowd.tsv", "results/boxes/img0002/crowd.tsv",
+                    "--cores", "2", "--configfile", str(cfg))
     assert run.returncode == 0, run.stderr
     frames = boxes.campaign_frames(BTCV_CROWD / "prompts", PRESETS["med2image"])
     reference = boxes.annotator_table(BTCV_CROWD / "prompts", "crowd", PRESETS["med2image"], ORGANS, frames.get)
@@ -128,9 +133,45 @@ def test_the_published_campaign_runs_through_the_workflow(tmp_path):
 
 def test_a_bad_annotation_file_fails_its_jobs_with_one_line_and_no_table(tmp_path):
     cfg = published_project(tmp_path, [("img0001-slice050.txt", "0 0.5 0.5 0.1 0.1\r\n5 0.5 0.5 0.1\r\n")])
-    run = snakemake(tmp_path, "--cores", "2", "--keep-going", "--configfile", str(cfg))
+    run = snakemake(tmp_path, "results/boxes/img0001/crowd.tsv", "--cores", "2", "--configfile", str(cfg))
     assert run.returncode != 0
     assert ("annotations/crowd/img0001-slice050.txt:2: expected 5 fields 'class x_center y_center width height', "
             "got 4") in run.stderr
     assert not (tmp_path / "results/boxes/img0001/crowd.tsv").exists()
     assert not list((tmp_path / "results").rglob(".tmp-*"))
+
+
+def planned_jobs(run):
+    """{rule: count} from a dry run's job table."""
+    counts, table = {}, False
+    for line in (run.stdout + run.stderr).splitlines():
+        fields = line.split()
+        if fields[:2] == ["job", "count"]:
+            table = True
+        elif table and len(fields) == 2 and fields[1].isdigit():
+            if fields[0] == "total":
+                break
+            counts[fields[0]] = int(fields[1])
+    return counts
+
+
+def test_sam_study_embeds_once_per_case_and_a_new_annotator_never_reruns_embed(tmp_path, tiny_checkpoint):
+    cfg = write_config(tmp_path / "sam.yaml", TINY + f"""
+segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, device: cpu}}
+""")
+    run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert run.returncode == 0, run.stderr
+    for case in ("synth000", "synth001"):
+        record = json.loads((tmp_path / f"results/embeddings/{case}.json").read_text())
+        assert record["encoder_passes"] == 12 == len(json.loads(
+            (tmp_path / f"results/slices/{case}.manifest.json").read_text())["slices"])
+        for annotator in ("ann01", "ann02", "ann03", "ann04"):
+            out = nib.load(tmp_path / f"results/masks/{case}/{annotator}.nii.gz")
+            image = nib.load(tmp_path / f"results/data/images/{case}.nii.gz")
+            assert out.shape == image.shape and np.array_equal(out.affine, image.affine)
+    segmenter = json.loads((tmp_path / "results/segmenter.json").read_text())
+    assert segmenter["checkpoint"]["sha256"] == hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
+    more = write_config(tmp_path / "more.yaml", "crowd: {annotators: {ann05: hasty}}\n")
+    plan = snakemake(tmp_path, "-n", "--configfile", str(cfg), str(more))
+    assert plan.returncode == 0, plan.stderr
+    assert planned_jobs(plan) == {"simulate_crowd": 1, "boxes": 2, "masks": 2, "all": 1}

@@ -1,0 +1,49 @@
+"""Helpers shared by the benchmarks: timing and a phantom case with simulated annotators."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from samcrowd import boxes, crowd, export, io  # noqa: E402
+from samcrowd.config import check_config  # noqa: E402
+from samcrowd.openlabeling import PRESETS  # noqa: E402
+from samcrowd.phantom import LABELS, PhantomSettings, make_case  # noqa: E402
+
+ORGANS = ["spleen", "right_kidney", "left_kidney", "liver", "aorta"]
+
+
+def median_time(fn, repeat: int = 3) -> tuple[float, object]:
+    """Median wall time of `fn()` over `repeat` runs, and its last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def phantom_with_crowd(folder: Path, case_index: int = 0, code: str = "LAS", shape=None) -> tuple[Path, list[Path]]:
+    """Export one default phantom case and simulate the default crowd on it; return (folder, box tables)."""
+    defaults = check_config({})
+    settings = PhantomSettings.from_config(shape=shape) if shape else PhantomSettings.from_config()
+    image, label, affine = make_case(settings, case_index, code)
+    io.save_volume(folder / "img.nii.gz", image, affine)
+    io.save_volume(folder / "seg.nii.gz", label, affine)
+    manifest = export.export_case("c", folder / "img.nii.gz", folder / "png", folder / "c.manifest.json")
+    frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
+    tables = []
+    for name, profile in defaults["crowd"]["annotators"].items():
+        out = folder / name
+        crowd.simulate_annotator(name, crowd.Profile.from_config(defaults["crowd"]["profiles"][profile]),
+                                 [(folder / "seg.nii.gz", folder / "c.manifest.json")],
+                                 {o: LABELS[o] for o in ORGANS}, out)
+        table = boxes.annotator_table(out, name, PRESETS["project"], ORGANS, {"c": frame}.get)
+        io.write_tsv(folder / f"{name}.tsv", table)
+        tables.append(folder / f"{name}.tsv")
+    return folder, tables

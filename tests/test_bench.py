@@ -1,0 +1,26 @@
+"""Smoke runs of the quick benchmarks, so they keep working (their figures go in issue notes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def bench(*args: str) -> str:
+    run = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO / "bench", timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_gpu_check_script_runs_on_the_cpu_with_the_tiny_sam():
+    out = bench("gpu_sam.py", "--tiny", "--device", "cpu", "--iters", "1", "--batches", "1", "2")
+    assert "test_tiny image encoder" in out and "images/s" in out
+
+
+def test_encoder_pass_benchmark_counts_one_pass_per_slice():
+    out = bench("sam_encoder_passes.py", "--repeat", "1")
+    line = next(l for l in out.splitlines() if l.strip().startswith("samcrowd (cached)"))
+    assert line.split()[2] == "48"  # the default phantom exports 48 slices
+    assert "ratio naive/samcrowd" in out
