@@ -237,7 +237,7 @@ class RandomWalkerSegmenter(Segmenter):
             seeds = centre
         labels = np.where(inside, 0, 1).astype(np.int32)
         labels[seeds] = 2
-        prob = random_walker(roi, labels, beta=self.beta, mode="cg_j", tol=1e-6, return_full_prob=True)[1]
+        prob = random_walker(roi, labels, beta=self.beta, mode="bf", return_full_prob=True)[1]  # exact sparse solve
         mask = (prob > 0.5) & inside
         components, _ = ndimage.label(mask)
         keep = np.unique(components[seeds & mask])
