@@ -1,0 +1,187 @@
+"""Fusing annotators into one label volume, and completing it in 3D.
+
+Per organ and slice, the annotators who opened that slice vote with their masks: majority vote
+(a pixel is kept when at least half of the voters have it, so one miss among two voters does
+not erase the other's mask) or STAPLE (SimpleITK) over the voters. With `absent: background`
+an annotator who opened the slice and drew no box of the organ votes "not there"; with
+`absent: abstain` only the annotators who boxed the organ vote. Slices nobody opened stay
+empty in the stacked volume.
+
+Completion fills, for each organ, the empty slices strictly between its first and last
+non-empty fused slice by interpolating in-plane signed distance maps (SimpleITK, in mm)
+linearly along the slice axis; it never adds anything beyond those slices and never
+overwrites a fused label. Where interpolated organs meet, the deeper one (more negative
+distance) wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from samcrowd import io
+from samcrowd.errors import SamcrowdError
+from samcrowd.export import load_manifest
+from samcrowd.geometry import SliceGeometry
+
+log = logging.getLogger(__name__)
+
+FUSION_COLUMNS = ["case", "organ", "slice", "voters", "boxed", "fused_voxels", "completed_voxels"]
+
+
+@dataclass
+class Annotation:
+    """One annotator on one case: its label volume (1..N) and the slices it opened."""
+
+    name: str
+    volume: np.ndarray
+    coverage: pd.DataFrame  # slice, organ, status (boxed/absent)
+
+    @classmethod
+    def load(cls, name: str, volume_path: str | Path, coverage_path: str | Path) -> "Annotation":
+        volume, _ = io.load_volume(volume_path, np.uint8)
+        coverage = pd.read_csv(coverage_path, sep="\t", dtype={"organ": str, "status": str, "case": str})
+        return cls(name, volume, coverage)
+
+    def opened(self) -> set[int]:
+        return set(int(k) for k in self.coverage.slice)
+
+    def boxed(self, organ: str) -> set[int]:
+        rows = self.coverage[(self.coverage.organ == organ) & (self.coverage.status == "boxed")]
+        return set(int(k) for k in rows.slice)
+
+
+def staple_probability(votes: np.ndarray) -> np.ndarray:
+    """SimpleITK STAPLE over binary 2D masks (raters x H x W): the posterior foreground probability."""
+    import SimpleITK as sitk
+
+    images = [sitk.GetImageFromArray(v.astype(np.uint8)) for v in votes]
+    staple = sitk.STAPLEImageFilter()
+    staple.SetForegroundValue(1.0)
+    return sitk.GetArrayFromImage(staple.Execute(images)).astype(np.float64)
+
+
+def vote(votes: np.ndarray, method: str) -> np.ndarray:
+    """Per-pixel support of the foreground in [0, 1] from binary votes (voters x H x W); kept where >= 0.5."""
+    if len(votes) == 1 or method == "majority" or not votes.any():
+        support = votes.mean(axis=0)
+    elif method == "staple":
+        support = staple_probability(votes)
+    else:
+        raise SamcrowdError(f"unknown fusion method '{method}'")
+    return np.where(support >= 0.5, support, 0.0)
+
+
+def fuse(case: str, annotations: list[Annotation], geometry: SliceGeometry, organs: list[str],
+         method: str = "majority", absent: str = "background") -> tuple[np.ndarray, pd.DataFrame]:
+    """The stacked crowd label volume (1..N) of one case, and per organ and slice who voted."""
+    stacked = np.zeros(geometry.shape, dtype=np.uint8)
+    rows = []
+    opened = {a.name: a.opened() for a in annotations}
+    boxed = {(a.name, organ): a.boxed(organ) for a in annotations for organ in organs}
+    for k in sorted(set().union(*opened.values()) if opened else set()):
+        planes = {a.name: geometry.extract(a.volume, k) for a in annotations if k in opened[a.name]}
+        support = np.zeros((len(organs) + 1, *geometry.png_shape))
+        for v, organ in enumerate(organs, 1):
+            n_boxed = sum(k in boxed[name, organ] for name in planes)
+            voters = [name for name in planes if absent == "background" or k in boxed[name, organ]]
+            if n_boxed:  # otherwise every voter says the organ is not on this slice
+                support[v] = vote(np.stack([planes[name] == v for name in voters]), method)
+            rows.append({"case": case, "organ": organ, "slice": k, "voters": len(voters), "boxed": n_boxed})
+        winner = support.argmax(axis=0).astype(np.uint8)  # ties: the organ listed first
+        winner[support.max(axis=0) == 0] = 0
+        geometry.insert(stacked, k, winner)
+    table = pd.DataFrame(rows, columns=FUSION_COLUMNS[:5])
+    return stacked, table
+
+
+def signed_distance(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """Signed Euclidean distance in mm of a 2D mask, negative inside (SimpleITK's Maurer map).
+
+    Maurer puts 0 on the mask's border pixels and +1 pixel just outside; shifting by half a
+    pixel puts the zero level between them, so that `< 0` gives back exactly the mask.
+    """
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing((float(spacing[1]), float(spacing[0])))  # SimpleITK: (columns, rows)
+    distance = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return sitk.GetArrayFromImage(distance).astype(np.float64) - 0.5 * min(spacing)
+
+
+def complete(stacked: np.ndarray, geometry: SliceGeometry, spacing: tuple[float, float], n_organs: int) -> np.ndarray:
+    """Fill each organ's empty slices between its first and last non-empty slice (see module doc)."""
+    completed = stacked.copy()
+    candidates: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for v in range(1, n_organs + 1):
+        present = [k for k in range(geometry.n_slices) if (geometry.extract(stacked, k) == v).any()]
+        for a, b in zip(present, present[1:]):
+            if b == a + 1:
+                continue
+            sdf_a = signed_distance(geometry.extract(stacked, a) == v, spacing)
+            sdf_b = signed_distance(geometry.extract(stacked, b) == v, spacing)
+            for k in range(a + 1, b):
+                t = (k - a) / (b - a)
+                candidates.setdefault(k, []).append((v, (1 - t) * sdf_a + t * sdf_b))
+    for k, organs in candidates.items():
+        plane = geometry.extract(completed, k).copy()
+        free = plane == 0
+        depth = np.stack([sdf for _, sdf in organs])
+        values = np.array([v for v, _ in organs], dtype=np.uint8)
+        best = depth.argmin(axis=0)
+        fill = free & (depth.min(axis=0) < 0)
+        plane[fill] = values[best][fill]
+        geometry.insert(completed, k, plane)
+    return completed
+
+
+def in_plane_spacing(affine: np.ndarray, geometry: SliceGeometry) -> tuple[float, float]:
+    """Pixel size in mm along PNG rows and columns."""
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    return float(zooms[geometry.row_axis]), float(zooms[geometry.col_axis])
+
+
+def fuse_case(case: str, masks: dict[str, tuple[str | Path, str | Path]], manifest_path: str | Path,
+              image_path: str | Path, organs: list[str], out_stacked: str | Path, out_crowd: str | Path,
+              out_table: str | Path, method: str = "majority", absent: str = "background",
+              completion: bool = True) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """The workflow's `fuse` job: annotators' masks -> stacked and completed (crowd) volumes."""
+    if not masks:
+        raise SamcrowdError(f"case {case}: no annotator left to fuse")
+    _, geometry = load_manifest(manifest_path)
+    shape, affine = io.read_header(image_path)
+    annotations = [Annotation.load(name, v, c) for name, (v, c) in sorted(masks.items())]
+    for a in annotations:
+        if a.volume.shape != tuple(shape):
+            raise SamcrowdError(f"mask shape {a.volume.shape} differs from the image's {tuple(shape)}", masks[a.name][0])
+    stacked, table = fuse(case, annotations, geometry, organs, method, absent)
+    crowd = complete(stacked, geometry, in_plane_spacing(affine, geometry), len(organs)) if completion else stacked
+    fused_voxels, completed_voxels = [], []
+    for organ, k in zip(table.organ, table.slice):
+        v = organs.index(organ) + 1
+        fused_voxels.append(int((geometry.extract(stacked, int(k)) == v).sum()))
+        completed_voxels.append(int((geometry.extract(crowd, int(k)) == v).sum()))
+    table["fused_voxels"], table["completed_voxels"] = fused_voxels, completed_voxels
+    filled = []
+    for v, organ in enumerate(organs, 1):
+        voted = set(table[table.organ == organ].slice)
+        for k in range(geometry.n_slices):
+            if k not in voted:
+                n = int((geometry.extract(crowd, k) == v).sum())
+                if n:
+                    filled.append({"case": case, "organ": organ, "slice": k, "voters": 0, "boxed": 0,
+                                   "fused_voxels": 0, "completed_voxels": n})
+    table = pd.concat([table, pd.DataFrame(filled, columns=FUSION_COLUMNS)], ignore_index=True)
+    table = table.sort_values(["organ", "slice"], key=lambda s: s.map(organs.index) if s.name == "organ" else s,
+                              kind="stable").reset_index(drop=True)
+    io.save_volume(out_stacked, stacked, affine)
+    io.save_volume(out_crowd, crowd, affine)
+    io.write_tsv(out_table, table)
+    log.info("%s: fused %d annotators (%s, absent=%s)%s: %s", case, len(annotations), method, absent,
+             ", completed in 3D" if completion else "",
+             ", ".join(f"{o} {int((stacked == v).sum())}->{int((crowd == v).sum())} voxels" for v, o in enumerate(organs, 1)))
+    return stacked, crowd, table
