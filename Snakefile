@@ -17,6 +17,8 @@ include: "rules/data.smk"
 include: "rules/export.smk"
 include: "rules/annotations.smk"
 include: "rules/sam.smk"
+include: "rules/fusion.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -11,6 +11,7 @@ from samcrowd import phantom
 from samcrowd.config import check_config
 from samcrowd.errors import SamcrowdError
 from samcrowd.boxes import discover_annotators
+from samcrowd.evaluation import RESERVED_SOURCES
 
 
 wildcard_constraints:
@@ -48,6 +49,9 @@ def _annotators():
 
 try:
     ANNOTATORS = _annotators()
+    clash = [a for a in ANNOTATORS if a in RESERVED_SOURCES]
+    if clash:
+        raise SamcrowdError(f"annotator name '{clash[0]}' is reserved for a result source; rename it")
 except SamcrowdError as e:
     raise WorkflowError(str(e)) from None
 
@@ -122,10 +126,65 @@ def masks_inputs(wildcards):
     return files
 
 
+EVALUATED = [c for c in ANNOTATED if CASES.loc[c, "label"]]  # annotated cases with expert labels
+
+
+def annotator_masks(case):
+    return {
+        a: (f"results/masks/{case}/{a}.nii.gz", f"results/masks/{case}/{a}.coverage.tsv")
+        for a in ANNOTATORS
+    }
+
+
+def quality_inputs(wildcards):
+    """Every annotator's boxes and masks on every annotated case."""
+    return {
+        "tables": expand(
+            "results/boxes/{case}/{annotator}.tsv", case=ANNOTATED, annotator=ANNOTATORS
+        ),
+        "volumes": expand(
+            "results/masks/{case}/{annotator}.nii.gz", case=ANNOTATED, annotator=ANNOTATORS
+        ),
+        "coverage": expand(
+            "results/masks/{case}/{annotator}.coverage.tsv",
+            case=ANNOTATED,
+            annotator=ANNOTATORS,
+        ),
+        "manifests": expand("results/slices/{case}.manifest.json", case=ANNOTATED),
+    }
+
+
+def fuse_inputs(wildcards):
+    """The case's masks of all annotators (and the quality table when flagged ones are dropped)."""
+    files = {
+        "volumes": [v for v, _ in annotator_masks(wildcards.case).values()],
+        "coverage": [c for _, c in annotator_masks(wildcards.case).values()],
+        "manifest": f"results/slices/{wildcards.case}.manifest.json",
+        "image": case_image(wildcards),
+    }
+    if config["quality"]["drop_flagged"]:
+        files["quality"] = "results/quality/annotators.tsv"
+    return files
+
+
+def evaluate_inputs(wildcards):
+    return {
+        "label": CASES.loc[wildcards.case, "label"],
+        "volumes": [v for v, _ in annotator_masks(wildcards.case).values()],
+        "coverage": [c for _, c in annotator_masks(wildcards.case).values()],
+        "stacked": f"results/labels/stacked/{wildcards.case}.nii.gz",
+        "crowd": f"results/labels/crowd/{wildcards.case}.nii.gz",
+        "fusion": f"results/labels/fusion/{wildcards.case}.tsv",
+        "manifest": f"results/slices/{wildcards.case}.manifest.json",
+    }
+
+
 def final_outputs():
     """What `snakemake` builds by default."""
     return [
         *expand("results/data/checked/{case}.json", case=CASES.index),
         *expand("results/slices/{case}.manifest.json", case=ANNOTATED),
-        *expand("results/masks/{case}/{annotator}.nii.gz", case=ANNOTATED, annotator=ANNOTATORS),
+        *expand("results/labels/crowd/{case}.nii.gz", case=ANNOTATED),
+        "results/quality/annotators.tsv",
+        "results/tables/annotation_dice.md",
     ]

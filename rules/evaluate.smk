@@ -1,0 +1,68 @@
+# evaluate: crowd labels against expert labels (slice and volume Dice), Table 1 (left).
+
+
+rule evaluate_case:
+    """Slice and volume Dice of each annotator, the fusion and the completed labels of one case."""
+    input:
+        unpack(evaluate_inputs),
+    output:
+        slices="results/evaluation/{case}.slice_dice.tsv",
+        volumes="results/evaluation/{case}.volume_dice.tsv",
+        exclusions="results/evaluation/{case}.exclusions.tsv",
+    params:
+        organs=config["organs"],
+        annotators=ANNOTATORS,
+        completion=config["fusion"]["completion"],
+    log:
+        "results/logs/evaluate_case/{case}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/evaluate_case.py"
+
+
+rule evaluate:
+    """Collect the per-case Dice tables; Table 1 (left) as TSV and Markdown."""
+    input:
+        slices=expand("results/evaluation/{case}.slice_dice.tsv", case=EVALUATED),
+        volumes=expand("results/evaluation/{case}.volume_dice.tsv", case=EVALUATED),
+        exclusions=expand("results/evaluation/{case}.exclusions.tsv", case=EVALUATED),
+    output:
+        slices=report(
+            "results/tables/annotation_slice_dice.tsv",
+            caption="../report/annotation_dice.rst",
+            category="2. Crowd labels",
+        ),
+        volumes=report(
+            "results/tables/annotation_volume_dice.tsv",
+            caption="../report/annotation_dice.rst",
+            category="2. Crowd labels",
+        ),
+        exclusions=report(
+            "results/tables/exclusions.tsv",
+            caption="../report/exclusions.rst",
+            category="2. Crowd labels",
+        ),
+        table="results/tables/annotation_dice.tsv",
+        markdown=report(
+            "results/tables/annotation_dice.md",
+            caption="../report/annotation_table.rst",
+            category="2. Crowd labels",
+        ),
+    params:
+        organs=list(config["organs"]),
+        no_label=[c for c in ANNOTATED if c not in EVALUATED],
+    log:
+        "results/logs/evaluate.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,54 @@
+# fusion: annotators' masks -> one crowd label volume per case; annotator quality without an expert.
+
+
+rule quality:
+    """Rank annotators by agreement with each other (box IoU, leave-one-out Dice, STAPLE)."""
+    input:
+        unpack(quality_inputs),
+    output:
+        report(
+            "results/quality/annotators.tsv",
+            caption="../report/quality.rst",
+            category="2. Crowd labels",
+        ),
+    params:
+        organs=list(config["organs"]),
+        method=config["fusion"]["method"],
+        absent=config["fusion"]["absent"],
+        threshold=config["quality"]["threshold"],
+    log:
+        "results/logs/quality.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/quality.py"
+
+
+rule fuse:
+    """Fuse the annotators of one case (stacked), and complete it in 3D (crowd)."""
+    input:
+        unpack(fuse_inputs),
+    output:
+        stacked="results/labels/stacked/{case}.nii.gz",
+        crowd="results/labels/crowd/{case}.nii.gz",
+        table="results/labels/fusion/{case}.tsv",
+    params:
+        organs=list(config["organs"]),
+        annotators=ANNOTATORS,
+        method=config["fusion"]["method"],
+        absent=config["fusion"]["absent"],
+        completion=config["fusion"]["completion"],
+    log:
+        "results/logs/fuse/{case}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/fuse.py"

@@ -1,0 +1,13 @@
+# Snakemake entry point: collect the Dice tables and write Table 1 (left).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import evaluation, workflow
+
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: evaluation.collect(list(i.slices), list(i.volumes), list(i.exclusions), p.organs, p.no_label,
+                               o.slices, o.volumes, o.exclusions, o.table, o.markdown),
+)
