@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import nibabel as nib
+import pandas as pd
 
 import numpy as np
 import pytest
@@ -22,7 +23,9 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
     run = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"))
     assert run.returncode == 0, run.stderr
     out = run.stdout + run.stderr
-    for rule, count in (("phantom", 1), ("check_case", 14), ("export_slices", 8), ("all", 1)):
+    for rule, count in (("phantom", 1), ("check_case", 14), ("export_slices", 8), ("simulate_crowd", 4),
+                        ("boxes", 32), ("segmenter", 1), ("masks", 32), ("quality", 1), ("fuse", 8),
+                        ("evaluate_case", 8), ("evaluate", 1), ("all", 1)):
         assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out)
 
 
@@ -45,6 +48,13 @@ def test_tiny_study_runs_data_and_export_then_has_nothing_left_to_do(tmp_path):
     tables = sorted(p.relative_to(tmp_path / "results/boxes").as_posix() for p in (tmp_path / "results/boxes").rglob("*.tsv"))
     assert tables == [f"synth00{c}/ann0{a}.tsv" for c in (0, 1) for a in (1, 2, 3, 4)]
     assert sorted(p.name for p in (tmp_path / "results/annotations").iterdir()) == ["ann01", "ann02", "ann03", "ann04"]
+    for case in ("synth000", "synth001"):
+        for kind in ("stacked", "crowd"):
+            assert (tmp_path / f"results/labels/{kind}/{case}.nii.gz").exists()
+    assert len(pd.read_csv(tmp_path / "results/quality/annotators.tsv", sep="\t")) == 4
+    volumes = pd.read_csv(tmp_path / "results/tables/annotation_volume_dice.tsv", sep="\t")
+    assert {"ann01", "ann02", "ann03", "ann04", "fused", "completed"} <= set(volumes.source)
+    assert "| mean |" in (tmp_path / "results/tables/annotation_dice.md").read_text()
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -174,4 +184,5 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
     more = write_config(tmp_path / "more.yaml", "crowd: {annotators: {ann05: hasty}}\n")
     plan = snakemake(tmp_path, "-n", "--configfile", str(cfg), str(more))
     assert plan.returncode == 0, plan.stderr
-    assert planned_jobs(plan) == {"simulate_crowd": 1, "boxes": 2, "masks": 2, "all": 1}
+    assert planned_jobs(plan) == {"simulate_crowd": 1, "boxes": 2, "masks": 2, "quality": 1, "fuse": 2,
+                                  "evaluate_case": 2, "evaluate": 1, "all": 1}  # no embed
