@@ -109,6 +109,13 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
         for organ in profile.get("miss_rate_by_organ", {}):
             if organ not in organs:
                 raise SamcrowdError(f"config: key 'crowd.profiles.{name}.miss_rate_by_organ.{organ}': not an organ")
+    ids = {s: config["nnunet"]["dataset_ids"][s] for s in config["nnunet"]["sources"]}
+    taken: dict[int, str] = {}
+    for source, dataset_id in ids.items():
+        if dataset_id in taken:
+            raise SamcrowdError(f"config: key 'nnunet.dataset_ids.{source}': id {dataset_id} is also "
+                                f"{taken[dataset_id]}'s")
+        taken[dataset_id] = source
     seg = config["segmenter"]
     if seg["kind"] in ("sam", "medsam") and not seg["checkpoint"]:
         raise SamcrowdError(f"config: key 'segmenter.checkpoint': segmenter.kind {seg['kind']} needs a checkpoint path")

@@ -37,19 +37,32 @@ def dense_labels(label: np.ndarray, organs: dict[str, int]) -> np.ndarray:
     return lut[label]
 
 
+def read_expert_label(path: str | Path, organs: dict[str, int], other_labels: str = "error") -> np.ndarray:
+    """An expert label volume as 1..N; values that are no organ stop (`error`) or become 0 (`background`)."""
+    from samcrowd.errors import SamcrowdError
+
+    label, _ = io.load_volume(path, np.uint8)
+    unknown = sorted(set(np.unique(label).tolist()) - {0} - set(organs.values()))
+    if unknown and other_labels == "error":
+        raise SamcrowdError(f"label value {unknown[0]} is not in the organ list ({organs}); set "
+                            "data.other_labels: background to map other structures to background", path)
+    if unknown:
+        log.info("%s: values %s are no study organ, mapped to background", path, unknown)
+    return dense_labels(label, organs)
+
+
 def _dice(tp: int, n_ref: int, n_pred: int) -> float:
     return float("nan") if n_ref + n_pred == 0 else 2.0 * tp / (n_ref + n_pred)
 
 
 def evaluate_case(case: str, label_path: str | Path, organs: dict[str, int], geometry: SliceGeometry,
                   annotators: dict[str, tuple[str | Path, str | Path]], stacked_path: str | Path,
-                  crowd_path: str | Path | None, fusion_table_path: str | Path
+                  crowd_path: str | Path | None, fusion_table_path: str | Path, other_labels: str = "error"
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Slice Dice, volume Dice and exclusions of one case (see module doc)."""
     names = list(organs)
     values = list(range(1, len(names) + 1))
-    reference, _ = io.load_volume(label_path, np.uint8)
-    reference = dense_labels(reference, organs)
+    reference = read_expert_label(label_path, organs, other_labels)
     fusion_table = pd.read_csv(fusion_table_path, sep="\t", dtype={"organ": str, "case": str})
     sources: dict[str, tuple[np.ndarray, dict[str, set[int]]]] = {}
     for name, (volume_path, coverage_path) in sorted(annotators.items()):
@@ -132,12 +145,12 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def evaluate_case_files(case: str, label: str, organs: dict[str, int], manifest: str,
                         masks: dict[str, tuple[str, str]], stacked: str, crowd: str | None, fusion_table: str,
-                        out_slices: str, out_volumes: str, out_exclusions: str) -> None:
+                        out_slices: str, out_volumes: str, out_exclusions: str, other_labels: str = "error") -> None:
     """The workflow's `evaluate_case` job."""
     from samcrowd.export import load_manifest
 
     slices, volumes, exclusions = evaluate_case(case, label, organs, load_manifest(manifest)[1], masks, stacked,
-                                                crowd, fusion_table)
+                                                crowd, fusion_table, other_labels)
     io.write_tsv(out_slices, slices)
     io.write_tsv(out_volumes, volumes)
     io.write_tsv(out_exclusions, exclusions)

@@ -1,0 +1,252 @@
+"""nnU-Net v2 around the study: datasets per label source, folds, training, prediction, test Dice.
+
+Each label source (`gt`: the expert labels; `crowd`: the completed crowd labels; `stacked`:
+the crowd labels before completion) becomes a raw dataset in nnU-Net's own format built from
+the training cases only. nnU-Net itself runs through its command-line programs in a child
+process (they guard their worker processes; a Snakemake script does not), with the
+environment this module builds: nnU-Net's folders, samcrowd's short trainers on
+`nnUNet_extTrainer`, and worker counts that suit the job's cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from samcrowd import io
+from samcrowd.errors import SamcrowdError
+from samcrowd.evaluation import read_expert_label
+from samcrowd.metrics import label_counts
+
+log = logging.getLogger(__name__)
+
+TRAINERS = Path(__file__).resolve().parent / "nnunet_trainers"
+SOURCES = ("gt", "crowd", "stacked")
+TEST_DICE_COLUMNS = ["source", "case", "organ", "dice", "n_ref", "n_pred"]
+
+
+def dataset_name(dataset_id: int, source: str) -> str:
+    """nnU-Net's folder name of a source's dataset, e.g. Dataset501_samcrowd_gt."""
+    return f"Dataset{dataset_id:03d}_samcrowd_{source}"
+
+
+def environment(paths: dict[str, str], processes: int = 1, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for nnU-Net's programs: its folders, our trainers, worker counts for this job."""
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "nnUNet_raw": str(Path(paths["raw"]).resolve()),
+        "nnUNet_preprocessed": str(Path(paths["preprocessed"]).resolve()),
+        "nnUNet_results": str(Path(paths["results"]).resolve()),
+        "nnUNet_extTrainer": os.pathsep.join(filter(None, [str(TRAINERS), env.get("nnUNet_extTrainer", "")])),
+        "nnUNet_def_n_proc": str(processes),
+        # at least 1: nnU-Net's planner passes this number to torch.set_num_threads
+        "nnUNet_n_proc_DA": str(max(1, processes - 1)),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def program(name: str) -> str:
+    """An nnU-Net console program of this interpreter's environment."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        raise SamcrowdError(f"nnU-Net program {name} not found (is nnunetv2 installed in this environment?)")
+    return found
+
+
+def run(args: list[str], env: dict[str, str], what: str) -> None:
+    """Run an nnU-Net program, its output line by line into the log; fail with its last lines."""
+    log.info("running: %s", " ".join(args))
+    tail: deque[str] = deque(maxlen=25)
+    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                tail.append(line)
+                log.info("nnU-Net: %s", line)
+    if proc.returncode != 0:
+        raise SamcrowdError(f"{what} failed (exit status {proc.returncode}); last output: " + " | ".join(tail))
+
+
+def check_dataset_id(paths: dict[str, str], dataset_id: int, name: str) -> None:
+    """Refuse a dataset id that another dataset already uses in any of nnU-Net's folders."""
+    for root in paths.values():
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for other in root.glob(f"Dataset{dataset_id:03d}_*"):
+            if other.name != name:
+                raise SamcrowdError(f"nnU-Net dataset id {dataset_id} is already used by {other.name}; choose another "
+                                    "id in nnunet.dataset_ids", other)
+
+
+def _link_or_copy(src: str | Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def read_training_label(path: str | Path, organs: dict[str, int], source: str, other_labels: str) -> np.ndarray:
+    """A training label as 1..N: expert values mapped through `organs`; crowd labels checked to be 0..N."""
+    if source == "gt":
+        return read_expert_label(path, organs, other_labels)
+    label, _ = io.load_volume(path, np.uint8)
+    values = set(np.unique(label).tolist()) - {0}
+    beyond = sorted(v for v in values if v > len(organs))
+    if beyond:
+        raise SamcrowdError(f"label value {beyond[0]} is outside the {len(organs)} organs (1..{len(organs)})", path)
+    return label
+
+
+def write_dataset(out_dir: str | Path, paths: dict[str, str], dataset_id: int, source: str,
+                  cases: list[tuple[str, str, str]], organs: dict[str, int], other_labels: str = "error") -> dict:
+    """nnU-Net raw dataset of one source from training cases [(case, image, label)]; returns dataset.json."""
+    out_dir = Path(out_dir)
+    name = dataset_name(dataset_id, source)
+    if out_dir.name != name:
+        raise SamcrowdError(f"dataset folder must be named {name}", out_dir)
+    check_dataset_id(paths, dataset_id, name)
+    seen = {v: 0 for v in range(1, len(organs) + 1)}
+    with io.atomic_output(out_dir, directory=True) as tmp:
+        (tmp / "imagesTr").mkdir()
+        (tmp / "labelsTr").mkdir()
+        for case, image, label in cases:
+            shape, affine = io.read_header(image)
+            dense = read_training_label(label, organs, source, other_labels)
+            if dense.shape != tuple(shape):
+                raise SamcrowdError(f"label shape {dense.shape} differs from its image {tuple(shape)}", label)
+            for v in seen:
+                seen[v] += int(np.any(dense == v))
+            _link_or_copy(image, tmp / "imagesTr" / f"{case}_0000.nii.gz")
+            io.save_volume(tmp / "labelsTr" / f"{case}.nii.gz", dense, affine)
+        dataset = {
+            "name": name,
+            "description": f"samcrowd: training cases with {source} labels",
+            "channel_names": {"0": "CT"},
+            "labels": {"background": 0, **{organ: i for i, organ in enumerate(organs, 1)}},
+            "numTraining": len(cases),
+            "file_ending": ".nii.gz",
+        }
+        io.write_json(tmp / "dataset.json", dataset)
+    missing = [organ for organ, v in zip(organs, seen) if seen[v] == 0]
+    if missing:
+        log.warning("%s: organ %s appears in none of the training labels", name, ", ".join(missing))
+    log.info("%s: %d training cases", name, len(cases))
+    return dataset
+
+
+def folds(cases: list[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """nnU-Net splits (train/val per fold) over the sorted cases, shuffled with `seed`."""
+    if n_folds < 2:
+        raise SamcrowdError(f"nnunet.folds must be at least 2, not {n_folds}")
+    if len(cases) < n_folds:
+        raise SamcrowdError(f"nnunet.folds is {n_folds} but there are only {len(cases)} training cases")
+    order = sorted(cases)
+    np.random.default_rng(seed).shuffle(order)
+    parts = np.array_split(np.array(order, dtype=object), n_folds)
+    return [{"train": sorted(c for j, p in enumerate(parts) if j != i for c in p), "val": sorted(parts[i])}
+            for i in range(n_folds)]
+
+
+def preprocess(raw_dataset: str | Path, paths: dict[str, str], dataset_id: int, configuration: str, n_folds: int,
+               seed: int, processes: int = 1) -> list[dict]:
+    """Plan and preprocess one dataset (from scratch), then write the study's splits_final.json
+    where nnU-Net reads it (the preprocessed dataset's folder)."""
+    name = Path(raw_dataset).name
+    target = Path(paths["preprocessed"]) / name
+    if target.exists():
+        shutil.rmtree(target)  # stale plans of an earlier dataset version must not survive
+    run([program("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration, "-npfp",
+         str(processes), "-np", str(processes), "--verify_dataset_integrity"],
+        environment(paths, processes), f"planning and preprocessing {name}")
+    cases = [p.name.removesuffix(".nii.gz") for p in sorted((Path(raw_dataset) / "labelsTr").glob("*.nii.gz"))]
+    splits = folds(cases, n_folds, seed)
+    io.write_json(target / "splits_final.json", splits)
+    return splits
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when torch sees a GPU, else cpu; cuda without a GPU is an error."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SamcrowdError("nnunet.device is cuda but torch sees no CUDA device on this machine")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def fold_folder(paths: dict[str, str], dataset_id: int, source: str, trainer: str, configuration: str,
+                fold: int) -> Path:
+    return (Path(paths["results"]) / dataset_name(dataset_id, source) / f"{trainer}__nnUNetPlans__{configuration}"
+            / f"fold_{fold}")
+
+
+def train(paths: dict[str, str], dataset_id: int, source: str, configuration: str, fold: int, trainer: str,
+          device: str = "auto", processes: int = 1) -> Path:
+    """Train one fold; continue from checkpoint_latest.pth when a killed run left one."""
+    folder = fold_folder(paths, dataset_id, source, trainer, configuration, fold)
+    final = folder / "checkpoint_final.pth"
+    args = [program("nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
+            "-device", resolve_device(device)]
+    if (folder / "checkpoint_latest.pth").exists() and not final.exists():
+        log.info("found %s: continuing the interrupted training", folder / "checkpoint_latest.pth")
+        args.append("--c")
+    run(args, environment(paths, processes), f"training {dataset_name(dataset_id, source)} fold {fold}")
+    if not final.exists():
+        raise SamcrowdError("nnU-Net finished without writing checkpoint_final.pth", folder)
+    return final
+
+
+def predict(images: str | Path, out_dir: str | Path, paths: dict[str, str], dataset_id: int, configuration: str,
+            trainer: str, n_folds: int, device: str = "auto", processes: int = 1) -> list[Path]:
+    """Predict the test images with the ensemble of all folds; write the predictions atomically."""
+    with io.atomic_output(out_dir, directory=True) as tmp:
+        run([program("nnUNetv2_predict"), "-i", str(images), "-o", str(tmp), "-d", str(dataset_id), "-c",
+             configuration, "-tr", trainer, "-f", *[str(f) for f in range(n_folds)], "-npp", str(processes),
+             "-nps", str(processes), "-device", resolve_device(device), "--disable_progress_bar"],
+            environment(paths, processes), f"predicting with dataset {dataset_id}")
+    return sorted(Path(out_dir).glob("*.nii.gz"))
+
+
+def test_images(cases: list[tuple[str, str]], out_dir: str | Path) -> None:
+    """The test split's images, named as nnU-Net expects (`<case>_0000.nii.gz`)."""
+    with io.atomic_output(out_dir, directory=True) as tmp:
+        for case, image in cases:
+            io.read_header(image)
+            _link_or_copy(image, tmp / f"{case}_0000.nii.gz")
+
+
+def test_dice(predictions: dict[str, str | Path], references: list[tuple[str, str]], organs: dict[str, int],
+              other_labels: str = "error") -> pd.DataFrame:
+    """Volume Dice per source, test case and organ (predictions: {source: folder})."""
+    rows = []
+    for case, label in references:
+        reference = read_training_label(label, organs, "gt", other_labels)
+        for source, folder in predictions.items():
+            path = Path(folder) / f"{case}.nii.gz"
+            prediction, _ = io.load_volume(path, np.uint8)
+            if prediction.shape != reference.shape:
+                raise SamcrowdError(f"prediction shape {prediction.shape} differs from the label's {reference.shape}",
+                                    path)
+            counts = label_counts(reference, prediction, range(1, len(organs) + 1))
+            for organ, (tp, n_ref, n_pred) in zip(organs, counts.values()):
+                dice = float("nan") if n_ref + n_pred == 0 else 2.0 * tp / (n_ref + n_pred)
+                rows.append({"source": source, "case": case, "organ": organ, "dice": dice, "n_ref": n_ref,
+                             "n_pred": n_pred})
+    return pd.DataFrame(rows, columns=TEST_DICE_COLUMNS)
