@@ -19,6 +19,7 @@ include: "rules/annotations.smk"
 include: "rules/sam.smk"
 include: "rules/fusion.smk"
 include: "rules/evaluate.smk"
+include: "rules/nnunet.smk"
 
 
 rule all:

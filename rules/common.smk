@@ -1,5 +1,6 @@
 # Config validation, the case table and input functions shared by all stages.
 
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)  # scripts and the Snakefile use this checkout's samcrowd
@@ -7,6 +8,7 @@ sys.path.insert(0, workflow.basedir)  # scripts and the Snakefile use this check
 from snakemake.exceptions import WorkflowError
 
 from samcrowd import cases as case_sheet
+from samcrowd import nnunet as nnunet_lib
 from samcrowd import phantom
 from samcrowd.config import check_config
 from samcrowd.errors import SamcrowdError
@@ -17,6 +19,9 @@ from samcrowd.evaluation import RESERVED_SOURCES
 wildcard_constraints:
     case="[A-Za-z0-9][A-Za-z0-9_-]*",
     annotator="[A-Za-z0-9][A-Za-z0-9_-]*",
+    dataset=r"Dataset\d{3}_samcrowd_(gt|crowd|stacked)",
+    source="gt|crowd|stacked",
+    fold=r"\d+",
 
 
 def _load_cases():
@@ -179,6 +184,87 @@ def evaluate_inputs(wildcards):
     }
 
 
+# ---- nnU-Net ----------------------------------------------------------------------------
+
+TRAIN = [c for c in CASES.index if CASES.loc[c, "split"] == "train"]
+TEST = [c for c in CASES.index if CASES.loc[c, "split"] == "test" and CASES.loc[c, "label"]]
+NNUNET_SOURCES = list(config["nnunet"]["sources"])
+NNUNET_IDS = config["nnunet"]["dataset_ids"]
+DATASET_OF = {s: nnunet_lib.dataset_name(NNUNET_IDS[s], s) for s in NNUNET_SOURCES}
+SOURCE_OF = {name: s for s, name in DATASET_OF.items()}
+NNUNET_TRAINER_FOLDER = f"{config['nnunet']['trainer']}__nnUNetPlans__{config['nnunet']['configuration']}"
+NNUNET_GPU = 0 if config["nnunet"]["device"] == "cpu" else 1
+
+
+def _nnunet_paths():
+    """nnU-Net's folders: the config's, else the environment's, else inside results/."""
+    paths = {}
+    for key, variable in (
+        ("raw", "nnUNet_raw"),
+        ("preprocessed", "nnUNet_preprocessed"),
+        ("results", "nnUNet_results"),
+    ):
+        paths[key] = (
+            config["nnunet"]["paths"][key] or os.environ.get(variable) or f"results/nnunet/{key}"
+        )
+    return paths
+
+
+NNUNET = _nnunet_paths()
+
+
+def _check_nnunet():
+    """Stop before any job when the nnU-Net stage cannot work with these cases."""
+    if not NNUNET_SOURCES:
+        return
+    folds = config["nnunet"]["folds"]
+    if len(TRAIN) < folds:
+        raise SamcrowdError(
+            f"config: key 'nnunet.folds': {folds} folds need at least {folds} training cases, "
+            f"the case sheet has {len(TRAIN)}"
+        )
+    if not TEST:
+        raise SamcrowdError("the nnU-Net stage needs test cases with expert labels; the sheet has none")
+    if "gt" in NNUNET_SOURCES:
+        unlabelled = [c for c in TRAIN if not CASES.loc[c, "label"]]
+        if unlabelled:
+            raise SamcrowdError(
+                f"nnU-Net source gt needs expert labels of every training case; '{unlabelled[0]}' has none"
+            )
+    crowd = {"crowd", "stacked"} & set(NNUNET_SOURCES)
+    missing = [c for c in TRAIN if c not in ANNOTATED]
+    if crowd and missing:
+        raise SamcrowdError(
+            f"nnU-Net source {sorted(crowd)[0]} needs crowd labels of every training case; "
+            f"'{missing[0]}' is not annotated (export.splits)"
+        )
+
+
+try:
+    _check_nnunet()
+except SamcrowdError as e:
+    raise WorkflowError(str(e)) from None
+
+
+def nnunet_dataset_inputs(wildcards):
+    """Images and labels of the training cases, for the dataset's source."""
+    source = SOURCE_OF[wildcards.dataset]
+    if source == "gt":
+        labels = [CASES.loc[c, "label"] for c in TRAIN]
+    else:
+        kind = "crowd" if source == "crowd" else "stacked"
+        labels = [f"results/labels/{kind}/{c}.nii.gz" for c in TRAIN]
+    return {"images": [CASES.loc[c, "image"] for c in TRAIN], "labels": labels}
+
+
+def nnunet_fold_checkpoints(wildcards):
+    dataset = DATASET_OF[wildcards.source]
+    return expand(
+        f"{NNUNET['results']}/{dataset}/{NNUNET_TRAINER_FOLDER}/fold_{{fold}}/checkpoint_final.pth",
+        fold=range(config["nnunet"]["folds"]),
+    )
+
+
 def final_outputs():
     """What `snakemake` builds by default."""
     return [
@@ -187,4 +273,5 @@ def final_outputs():
         *expand("results/labels/crowd/{case}.nii.gz", case=ANNOTATED),
         "results/quality/annotators.tsv",
         "results/tables/annotation_dice.md",
+        *(["results/tables/test_dice.tsv"] if NNUNET_SOURCES else []),
     ]

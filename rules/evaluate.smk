@@ -13,6 +13,7 @@ rule evaluate_case:
         organs=config["organs"],
         annotators=ANNOTATORS,
         completion=config["fusion"]["completion"],
+        other_labels=config["data"]["other_labels"],
     log:
         "results/logs/evaluate_case/{case}.log",
     threads: 1

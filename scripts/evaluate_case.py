@@ -10,5 +10,5 @@ workflow.run(
     snakemake,
     lambda: evaluation.evaluate_case_files(
         snakemake.wildcards.case, i.label, p.organs, i.manifest, dict(zip(p.annotators, zip(i.volumes, i.coverage))),
-        i.stacked, i.crowd if p.completion else None, i.fusion, o.slices, o.volumes, o.exclusions),
+        i.stacked, i.crowd if p.completion else None, i.fusion, o.slices, o.volumes, o.exclusions, p.other_labels),
 )

@@ -1,0 +1,154 @@
+# nnU-Net: one raw dataset per label source (training cases only), plan and preprocess once,
+# one job per fold (GPU), an ensemble prediction of the test split, test Dice per source.
+
+
+rule nnunet_dataset:
+    """A source's training cases in nnU-Net's raw format (imagesTr, labelsTr, dataset.json)."""
+    input:
+        unpack(nnunet_dataset_inputs),
+    output:
+        directory(f"{NNUNET['raw']}/{{dataset}}"),
+    params:
+        source=lambda wildcards: SOURCE_OF[wildcards.dataset],
+        dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
+        cases=TRAIN,
+        organs=config["organs"],
+        other_labels=config["data"]["other_labels"],
+        paths=NNUNET,
+    log:
+        "results/logs/nnunet_dataset/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/nnunet.yaml"
+    script:
+        "../scripts/nnunet_dataset.py"
+
+
+rule nnunet_test_images:
+    """The test split's images, named for nnU-Net's predictor; shared by every source."""
+    input:
+        images=[CASES.loc[c, "image"] for c in TEST],
+    output:
+        directory("results/nnunet/imagesTs"),
+    params:
+        cases=TEST,
+    log:
+        "results/logs/nnunet_test_images.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/nnunet.yaml"
+    script:
+        "../scripts/nnunet_test_images.py"
+
+
+rule nnunet_preprocess:
+    """Plan and preprocess a dataset once; write the study's fold split (splits_final.json)."""
+    input:
+        f"{NNUNET['raw']}/{{dataset}}",
+    output:
+        f"{NNUNET['preprocessed']}/{{dataset}}/splits_final.json",
+    params:
+        dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
+        configuration=config["nnunet"]["configuration"],
+        folds=config["nnunet"]["folds"],
+        seed=config["nnunet"]["seed"],
+        paths=NNUNET,
+    log:
+        "results/logs/nnunet_preprocess/{dataset}.log",
+    threads: config["nnunet"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    conda:
+        "../envs/nnunet.yaml"
+    script:
+        "../scripts/nnunet_preprocess.py"
+
+
+rule nnunet_train:
+    """Train one fold (GPU job); a killed job resumes from checkpoint_latest.pth when rerun."""
+    input:
+        f"{NNUNET['preprocessed']}/{{dataset}}/splits_final.json",
+    output:
+        f"{NNUNET['results']}/{{dataset}}/{NNUNET_TRAINER_FOLDER}/fold_{{fold}}/checkpoint_final.pth",
+    params:
+        dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
+        source=lambda wildcards: SOURCE_OF[wildcards.dataset],
+        configuration=config["nnunet"]["configuration"],
+        trainer=config["nnunet"]["trainer"],
+        device=config["nnunet"]["device"],
+        paths=NNUNET,
+    log:
+        "results/logs/nnunet_train/{dataset}/fold_{fold}.log",
+    benchmark:
+        "results/benchmarks/nnunet_train/{dataset}/fold_{fold}.tsv"
+    threads: config["nnunet"]["threads"]
+    resources:
+        gpu=NNUNET_GPU,
+        mem_mb=config["nnunet"]["train_resources"]["mem_mb"],
+        runtime=config["nnunet"]["train_resources"]["runtime"],
+    conda:
+        "../envs/nnunet.yaml"
+    script:
+        "../scripts/nnunet_train.py"
+
+
+rule nnunet_predict:
+    """Predict the test split with the ensemble of a source's folds."""
+    input:
+        models=nnunet_fold_checkpoints,
+        images="results/nnunet/imagesTs",
+    output:
+        directory("results/nnunet/predictions/{source}"),
+    params:
+        dataset_id=lambda wildcards: NNUNET_IDS[wildcards.source],
+        configuration=config["nnunet"]["configuration"],
+        trainer=config["nnunet"]["trainer"],
+        folds=config["nnunet"]["folds"],
+        device=config["nnunet"]["device"],
+        paths=NNUNET,
+    log:
+        "results/logs/nnunet_predict/{source}.log",
+    threads: config["nnunet"]["threads"]
+    resources:
+        gpu=NNUNET_GPU,
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        "../envs/nnunet.yaml"
+    script:
+        "../scripts/nnunet_predict.py"
+
+
+rule nnunet_evaluate:
+    """Test-set volume Dice of every source's model against the expert labels."""
+    input:
+        predictions=expand("results/nnunet/predictions/{source}", source=NNUNET_SOURCES),
+        labels=[CASES.loc[c, "label"] for c in TEST],
+    output:
+        report(
+            "results/tables/test_dice.tsv",
+            caption="../report/test_dice.rst",
+            category="3. nnU-Net",
+        ),
+    params:
+        sources=NNUNET_SOURCES,
+        cases=TEST,
+        organs=config["organs"],
+        other_labels=config["data"]["other_labels"],
+    log:
+        "results/logs/nnunet_evaluate.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/nnunet.yaml"
+    script:
+        "../scripts/nnunet_evaluate.py"

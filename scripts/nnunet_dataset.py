@@ -1,0 +1,13 @@
+# Snakemake entry point: one label source's training cases as an nnU-Net raw dataset.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import nnunet, workflow
+
+i, p = snakemake.input, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: nnunet.write_dataset(snakemake.output[0], p.paths, p.dataset_id, p.source,
+                                 list(zip(p.cases, i.images, i.labels)), p.organs, p.other_labels),
+)

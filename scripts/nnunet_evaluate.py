@@ -1,0 +1,14 @@
+# Snakemake entry point: test-set Dice of every source's model.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import io, nnunet, workflow
+
+i, p = snakemake.input, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: io.write_tsv(snakemake.output[0], nnunet.test_dice(dict(zip(p.sources, i.predictions)),
+                                                               list(zip(p.cases, i.labels)), p.organs,
+                                                               p.other_labels)),
+)

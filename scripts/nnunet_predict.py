@@ -1,0 +1,13 @@
+# Snakemake entry point: predict the test split with a source's fold ensemble.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import nnunet, workflow
+
+p = snakemake.params
+workflow.run(
+    snakemake,
+    lambda: nnunet.predict(snakemake.input.images, snakemake.output[0], p.paths, p.dataset_id, p.configuration,
+                           p.trainer, p.folds, p.device, snakemake.threads),
+)

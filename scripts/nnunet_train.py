@@ -1,0 +1,13 @@
+# Snakemake entry point: train one fold (resumes an interrupted training).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import nnunet, workflow
+
+p = snakemake.params
+workflow.run(
+    snakemake,
+    lambda: nnunet.train(p.paths, p.dataset_id, p.source, p.configuration, int(snakemake.wildcards.fold), p.trainer,
+                         p.device, snakemake.threads),
+)
