@@ -45,6 +45,24 @@ phantom:
   n_test: 1
   shape: [48, 40, 12]
   orientations: [RAS, LPS, LAS]
+nnunet:
+  sources: []
+"""
+
+#: A tiny study with the nnU-Net stage: samcrowd's tiny trainer, two folds.
+TINY_NNUNET = """
+phantom:
+  n_train: 4
+  n_test: 2
+  shape: [48, 48, 16]
+  orientations: [RAS, LPS, LAS]
+nnunet:
+  sources: [gt, crowd]
+  configuration: 3d_fullres
+  trainer: nnUNetTrainer_samcrowdTiny
+  folds: 2
+  device: cpu
+  threads: 1
 """
 
 #: The published study's files, copied from ../shared/reference/btcv-crowd (MIT, see its LICENSE).

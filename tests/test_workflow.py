@@ -12,7 +12,7 @@ import pandas as pd
 import numpy as np
 import pytest
 
-from conftest import BTCV_CROWD, ORGANS, REPO, TINY, snakemake, write_config
+from conftest import BTCV_CROWD, ORGANS, REPO, TINY, TINY_NNUNET, snakemake, write_config
 from samcrowd import boxes, io
 from samcrowd.openlabeling import PRESETS
 
@@ -25,7 +25,9 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
     out = run.stdout + run.stderr
     for rule, count in (("phantom", 1), ("check_case", 14), ("export_slices", 8), ("simulate_crowd", 4),
                         ("boxes", 32), ("segmenter", 1), ("masks", 32), ("quality", 1), ("fuse", 8),
-                        ("evaluate_case", 8), ("evaluate", 1), ("all", 1)):
+                        ("evaluate_case", 8), ("evaluate", 1), ("nnunet_dataset", 2), ("nnunet_test_images", 1),
+                        ("nnunet_preprocess", 2), ("nnunet_train", 4), ("nnunet_predict", 2),
+                        ("nnunet_evaluate", 1), ("all", 1)):
         assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out)
 
 
@@ -66,7 +68,7 @@ def sheet_project(tmp_path, rows):
     io.save_volume(tmp_path / "data/a_seg.nii.gz", np.zeros((16, 16, 6), np.uint8), affine)
     io.save_volume(tmp_path / "data/bad_seg.nii.gz", np.zeros((16, 16, 5), np.uint8), affine)
     (tmp_path / "cases.tsv").write_text("case\timage\tlabel\tsplit\n" + "\n".join(rows) + "\n")
-    return write_config(tmp_path / "c.yaml", "data: {source: sheet, sheet: cases.tsv}\n")
+    return write_config(tmp_path / "c.yaml", "data: {source: sheet, sheet: cases.tsv}\nnnunet: {sources: []}\n")
 
 
 @pytest.mark.parametrize(
@@ -119,7 +121,8 @@ def published_project(tmp_path, extra_files=()):
     for name, text in extra_files:
         (crowd / name).write_text(text)
     return write_config(tmp_path / "c.yaml", "data: {source: sheet, sheet: cases.tsv}\n"
-                        "annotations: {source: folder, folder: annotations, naming: med2image}\n")
+                        "annotations: {source: folder, folder: annotations, naming: med2image}\n"
+                        "nnunet: {sources: []}\n")
 
 
 def test_the_published_campaign_runs_through_the_workflow(tmp_path):
@@ -186,3 +189,45 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
     assert plan.returncode == 0, plan.stderr
     assert planned_jobs(plan) == {"simulate_crowd": 1, "boxes": 2, "masks": 2, "quality": 1, "fuse": 2,
                                   "evaluate_case": 2, "evaluate": 1, "all": 1}  # no embed
+
+
+def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tmp_path):
+    cfg = write_config(tmp_path / "tiny.yaml", TINY_NNUNET)
+    run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert run.returncode == 0, run.stderr[-3000:]
+    raw = tmp_path / "results/nnunet/raw"
+    for source, dataset_id in (("gt", 501), ("crowd", 502)):
+        names = sorted(p.name for p in (raw / f"Dataset{dataset_id}_samcrowd_{source}/imagesTr").glob("*.nii.gz"))
+        assert names == [f"synth00{i}_0000.nii.gz" for i in range(4)]  # the training cases, never a test case
+    assert sorted(p.name for p in (tmp_path / "results/nnunet/imagesTs").glob("*.nii.gz")) == [
+        "synth004_0000.nii.gz", "synth005_0000.nii.gz"]
+    splits = json.loads((tmp_path / "results/nnunet/preprocessed/Dataset502_samcrowd_crowd/splits_final.json")
+                        .read_text())
+    assert len(splits) == 2 and sorted(splits[0]["val"] + splits[1]["val"]) == [f"synth00{i}" for i in range(4)]
+    dice = pd.read_csv(tmp_path / "results/tables/test_dice.tsv", sep="\t")
+    assert sorted(set(dice.source)) == ["crowd", "gt"] and sorted(set(dice.case)) == ["synth004", "synth005"]
+    assert len(dice) == 2 * 2 * 5
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("nnunet: {folds: 5}", "config: key 'nnunet.folds': 5 folds need at least 5 training cases, the case sheet has 4"),
+        ("nnunet: {dataset_ids: {gt: 7, crowd: 7}}", "config: key 'nnunet.dataset_ids.crowd': id 7 is also gt's"),
+    ],
+)
+def test_impossible_nnunet_settings_stop_before_any_job(tmp_path, extra, message):
+    cfg = write_config(tmp_path / "tiny.yaml", TINY_NNUNET)
+    more = write_config(tmp_path / "more.yaml", extra + "\n")
+    run = snakemake(tmp_path, "-n", "--configfile", str(cfg), str(more))
+    assert run.returncode != 0 and message in run.stdout + run.stderr
+
+
+def test_a_dataset_id_taken_by_another_dataset_fails_the_dataset_job(tmp_path):
+    cfg = write_config(tmp_path / "tiny.yaml", TINY_NNUNET)
+    (tmp_path / "results/nnunet/preprocessed/Dataset501_SomethingElse").mkdir(parents=True)
+    run = snakemake(tmp_path, "results/nnunet/raw/Dataset501_samcrowd_gt", "--cores", "2", "--configfile", str(cfg))
+    assert run.returncode != 0
+    assert ("results/nnunet/preprocessed/Dataset501_SomethingElse: nnU-Net dataset id 501 is already used by "
+            "Dataset501_SomethingElse") in run.stderr
+    assert not (tmp_path / "results/nnunet/raw/Dataset501_samcrowd_gt").exists()

@@ -1,0 +1,160 @@
+"""The nnU-Net stage: datasets, folds, bad input, and a tiny dataset trained, killed, resumed,
+predicted and evaluated through the real nnunetv2 programs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ORGANS, REPO
+from samcrowd import io, nnunet
+from samcrowd.errors import SamcrowdError
+from samcrowd.phantom import LABELS, PhantomSettings, make_case
+
+ORGAN_VALUES = {o: LABELS[o] for o in ORGANS}
+
+
+def test_folds_are_disjoint_cover_every_case_and_are_reproducible():
+    cases = [f"c{i}" for i in range(11)]
+    splits = nnunet.folds(cases, 5, seed=3)
+    assert splits == nnunet.folds(list(reversed(cases)), 5, seed=3)
+    assert sorted(c for s in splits for c in s["val"]) == sorted(cases)
+    for s in splits:
+        assert not set(s["train"]) & set(s["val"]) and sorted(s["train"] + s["val"]) == sorted(cases)
+    assert nnunet.folds(cases, 5, seed=4) != splits
+    with pytest.raises(SamcrowdError, match="nnunet.folds is 5 but there are only 4 training cases"):
+        nnunet.folds(cases[:4], 5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_cases(tmp_path_factory):
+    """Six small phantom cases (4 train, 2 test) with expert labels."""
+    tmp = tmp_path_factory.mktemp("cases")
+    settings = PhantomSettings.from_config(shape=(48, 48, 16), noise_hu=5)
+    out = []
+    for i, code in enumerate(["LAS", "RAS", "LAS", "LPS", "LAS", "RAS"]):
+        image, label, affine = make_case(settings, i, code)
+        io.save_volume(tmp / f"c{i}.nii.gz", image, affine)
+        io.save_volume(tmp / f"c{i}_seg.nii.gz", label, affine)
+        out.append((f"c{i}", str(tmp / f"c{i}.nii.gz"), str(tmp / f"c{i}_seg.nii.gz")))
+    return out
+
+
+def paths_in(tmp_path):
+    return {k: str(tmp_path / "nnunet" / k) for k in ("raw", "preprocessed", "results")}
+
+
+def test_dataset_holds_the_training_cases_in_nnunets_format(tmp_path, tiny_cases):
+    paths = paths_in(tmp_path)
+    out = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
+    dataset = nnunet.write_dataset(out, paths, 501, "gt", tiny_cases[:4], ORGAN_VALUES)
+    assert dataset["labels"] == {"background": 0, "spleen": 1, "right_kidney": 2, "left_kidney": 3, "liver": 4,
+                                 "aorta": 5}
+    assert dataset["channel_names"] == {"0": "CT"} and dataset["numTraining"] == 4
+    assert sorted(p.name for p in (out / "imagesTr").iterdir()) == [f"c{i}_0000.nii.gz" for i in range(4)]
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [f"c{i}.nii.gz" for i in range(4)]
+    label, affine = io.load_volume(out / "labelsTr/c1.nii.gz")
+    assert set(np.unique(label)) == {0, 1, 2, 3, 4, 5}
+    assert np.array_equal(affine, io.read_header(tiny_cases[1][1])[1])
+    assert json.loads((out / "dataset.json").read_text()) == dataset
+
+
+def test_bad_labels_and_taken_dataset_ids_are_refused(tmp_path, tiny_cases):
+    paths = paths_in(tmp_path)
+    case, image, label = tiny_cases[0]
+    data, affine = io.load_volume(label)
+    data[0, 0, 0] = 9  # a structure that is no organ of the list
+    io.save_volume(tmp_path / "odd.nii.gz", data, affine)
+    with pytest.raises(SamcrowdError, match=r"odd\.nii\.gz: label value 9 is not in the organ list"):
+        nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset501_samcrowd_gt", paths, 501, "gt",
+                             [(case, image, str(tmp_path / "odd.nii.gz"))], ORGAN_VALUES)
+    nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset501_samcrowd_gt", paths, 501, "gt",
+                         [(case, image, str(tmp_path / "odd.nii.gz"))], ORGAN_VALUES, other_labels="background")
+    data[0, 0, 0] = 6  # crowd labels are 1..5
+    io.save_volume(tmp_path / "crowd.nii.gz", data, affine)
+    with pytest.raises(SamcrowdError, match=r"crowd\.nii\.gz: label value 6 is outside the 5 organs"):
+        nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset502_samcrowd_crowd", paths, 502, "crowd",
+                             [(case, image, str(tmp_path / "crowd.nii.gz"))], ORGAN_VALUES)
+    (tmp_path / "nnunet/results/Dataset503_SomebodyElse").mkdir(parents=True)
+    with pytest.raises(SamcrowdError, match=r"Dataset503_SomebodyElse: nnU-Net dataset id 503 is already used"):
+        nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked", paths, 503, "stacked",
+                             tiny_cases[:1], ORGAN_VALUES)
+    assert not (tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked").exists()
+
+
+def test_environment_points_nnunet_at_its_folders_and_our_trainers(tmp_path):
+    env = nnunet.environment(paths_in(tmp_path), processes=3, base={"nnUNet_extTrainer": "/elsewhere"})
+    assert env["nnUNet_raw"] == str((tmp_path / "nnunet/raw").resolve())
+    assert env["nnUNet_extTrainer"].split(os.pathsep) == [str(nnunet.TRAINERS), "/elsewhere"]
+    assert (env["nnUNet_def_n_proc"], env["nnUNet_n_proc_DA"]) == ("3", "2")
+    assert nnunet.environment(paths_in(tmp_path), processes=1)["nnUNet_n_proc_DA"] == "1"
+
+
+RESUMABLE = textwrap.dedent('''
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    class nnUNetTrainer_resumeTest(nnUNetTrainer):
+        def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+            super().__init__(plans, configuration, fold, dataset_json, device)
+            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 6, 2, 1
+            self.save_every = 1
+''')
+
+
+def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_path, tiny_cases, caplog,
+                                                                           monkeypatch):
+    start = time.perf_counter()
+    paths = paths_in(tmp_path)
+    (tmp_path / "trainers").mkdir()
+    (tmp_path / "trainers/resume_test_trainer.py").write_text(RESUMABLE)
+    monkeypatch.setenv("nnUNet_extTrainer", str(tmp_path / "trainers"))
+    raw = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
+    nnunet.write_dataset(raw, paths, 501, "gt", tiny_cases[:4], ORGAN_VALUES)
+    splits = nnunet.preprocess(raw, paths, 501, "3d_fullres", 2, 0)
+    stored = json.loads((tmp_path / "nnunet/preprocessed/Dataset501_samcrowd_gt/splits_final.json").read_text())
+    assert stored == splits and len(splits) == 2
+
+    # fold 0 straight through; fold 1 killed after its first checkpoint, then rerun: it continues
+    trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 6 short epochs, a checkpoint every epoch
+    nnunet.train(paths, 501, "gt", "3d_fullres", 0, trainer, "cpu")
+    folder = nnunet.fold_folder(paths, 501, "gt", trainer, "3d_fullres", 1)
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from samcrowd import nnunet; "
+            f"nnunet.train({paths!r}, 501, 'gt', '3d_fullres', 1, {trainer!r}, 'cpu')")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (folder / "checkpoint_latest.pth").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
+    with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
+        nnunet.train(paths, 501, "gt", "3d_fullres", 1, trainer, "cpu")
+    assert "continuing the interrupted training" in caplog.text
+    epochs = [int(m) for m in re.findall(r"nnU-Net: [\d\-: .]*Epoch (\d+)$", caplog.text, re.M)]
+    assert epochs and epochs[0] > 0 and epochs[-1] == 5  # picked up where it stopped, ran to the end
+    assert (folder / "checkpoint_final.pth").exists()
+
+    # the ensemble of both folds predicts the test cases; their Dice
+    images = tmp_path / "imagesTs"
+    nnunet.test_images([(c, i) for c, i, _ in tiny_cases[4:]], images)
+    assert sorted(p.name for p in images.iterdir()) == ["c4_0000.nii.gz", "c5_0000.nii.gz"]
+    predicted = nnunet.predict(images, tmp_path / "predictions", paths, 501, "3d_fullres", trainer, 2, "cpu")
+    assert [p.name for p in predicted] == ["c4.nii.gz", "c5.nii.gz"]
+    prediction, affine = io.load_volume(predicted[0])
+    assert prediction.shape == (48, 48, 16) and np.array_equal(affine, io.read_header(tiny_cases[4][1])[1])
+    table = nnunet.test_dice({"gt": tmp_path / "predictions"}, [(c, l) for c, _, l in tiny_cases[4:]], ORGAN_VALUES)
+    assert len(table) == 10 and set(table.organ) == set(ORGANS)
+    assert table.dice.dropna().between(0, 1).all()
+    assert time.perf_counter() - start < 180
