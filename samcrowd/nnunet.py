@@ -204,13 +204,32 @@ def train(paths: dict[str, str], dataset_id: int, source: str, configuration: st
     final = folder / "checkpoint_final.pth"
     args = [program("nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
             "-device", resolve_device(device)]
-    if (folder / "checkpoint_latest.pth").exists() and not final.exists():
-        log.info("found %s: continuing the interrupted training", folder / "checkpoint_latest.pth")
+    kept = []
+    for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
+        checkpoint = folder / name
+        if checkpoint.exists() and not intact(checkpoint):
+            log.warning("%s is damaged (the job was killed while writing it?): removing it", checkpoint)
+            checkpoint.unlink()
+        elif checkpoint.exists():
+            kept.append(checkpoint)
+    if kept and not final.exists():
+        log.info("found %s: continuing the interrupted training", kept[0])
         args.append("--c")
     run(args, environment(paths, processes), f"training {dataset_name(dataset_id, source)} fold {fold}")
     if not final.exists():
         raise SamcrowdError("nnU-Net finished without writing checkpoint_final.pth", folder)
     return final
+
+
+def intact(checkpoint: Path) -> bool:
+    """Whether a PyTorch checkpoint (a zip archive) was written completely: every member's CRC checks."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
 
 
 def predict(images: str | Path, out_dir: str | Path, paths: dict[str, str], dataset_id: int, configuration: str,
