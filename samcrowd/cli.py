@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import samcrowd
-from samcrowd import boxes, cases, config, io, openlabeling
+from samcrowd import boxes, cases, config, io, openlabeling, stats
 from samcrowd.errors import SamcrowdError
 
 
@@ -66,6 +66,16 @@ def _boxes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    table = stats.compare_tables(args.reference, args.other, correct=args.holm)
+    labels = {"reference": args.labels[0], "other": args.labels[1]} if args.labels else {
+        "reference": Path(args.reference).stem, "other": Path(args.other).stem}
+    print(stats.comparison_markdown(table, "reference", labels), end="")
+    print(f"\nn = {int(table.reference_n.iloc[0])} paired cases; mean ± SD across cases; two-sided Wilcoxon "
+          "signed-rank test (scipy.stats.wilcoxon defaults)" + ("; Holm across organs" if args.holm else ""))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samcrowd", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"samcrowd {samcrowd.__version__}")
@@ -86,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--config", default=str(config.REPO / "config.yaml"),
                    help="config giving the organs and class names (default: the embedded config.yaml)")
     x.set_defaults(func=_boxes)
+
+    m = sub.add_parser("compare", help="compare two per-case Dice tables (mean ± SD, Wilcoxon signed-rank p)")
+    m.add_argument("reference", help="CSV of the reference model, one row per case, one <organ>_dice column per organ")
+    m.add_argument("other", help="CSV of the model to compare, same cases and columns")
+    m.add_argument("--labels", nargs=2, metavar=("REFERENCE", "OTHER"), help="column titles (default: file names)")
+    m.add_argument("--holm", action="store_true", help="add Holm-corrected p-values across organs")
+    m.set_defaults(func=_compare)
 
     c = sub.add_parser("check-sheet", help="check a case sheet and the headers of its images and labels")
     c.add_argument("sheet")

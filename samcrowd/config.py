@@ -116,6 +116,9 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
             raise SamcrowdError(f"config: key 'nnunet.dataset_ids.{source}': id {dataset_id} is also "
                                 f"{taken[dataset_id]}'s")
         taken[dataset_id] = source
+    if config["nnunet"]["sources"] and config["stats"]["reference"] not in config["nnunet"]["sources"]:
+        raise SamcrowdError(f"config: key 'stats.reference': '{config['stats']['reference']}' is not one of "
+                            f"nnunet.sources {config['nnunet']['sources']}")
     seg = config["segmenter"]
     if seg["kind"] in ("sam", "medsam") and not seg["checkpoint"]:
         raise SamcrowdError(f"config: key 'segmenter.checkpoint': segmenter.kind {seg['kind']} needs a checkpoint path")
