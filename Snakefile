@@ -20,6 +20,7 @@ include: "rules/sam.smk"
 include: "rules/fusion.smk"
 include: "rules/evaluate.smk"
 include: "rules/nnunet.smk"
+include: "rules/stats.smk"
 
 
 rule all:

@@ -11,6 +11,7 @@ from samcrowd import cases as case_sheet
 from samcrowd import nnunet as nnunet_lib
 from samcrowd import phantom
 from samcrowd.config import check_config
+from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
 from samcrowd.boxes import discover_annotators
 from samcrowd.evaluation import RESERVED_SOURCES
@@ -265,6 +266,55 @@ def nnunet_fold_checkpoints(wildcards):
     )
 
 
+# ---- statistics and figures -------------------------------------------------------------------
+
+
+def _overlay_case(kind):
+    chosen = config["figures"][f"overlay_{'train' if kind == 'crowd' else 'test'}_case"]
+    pool = EVALUATED if kind == "crowd" else TEST
+    if chosen and chosen not in pool:
+        raise SamcrowdError(
+            f"config: key 'figures.overlay_{'train' if kind == 'crowd' else 'test'}_case': "
+            f"'{chosen}' is not one of {pool}"
+        )
+    return chosen or (pool[0] if pool else None)
+
+
+try:
+    OVERLAY_CASE = {"crowd": _overlay_case("crowd"), "models": _overlay_case("models")}
+except SamcrowdError as e:
+    raise WorkflowError(str(e)) from None
+
+
+def overlay_layers(kind):
+    """{column title: label volume} of an overlay figure."""
+    case = OVERLAY_CASE[kind]
+    if kind == "crowd":
+        return {
+            "stacked crowd labels": f"results/labels/stacked/{case}.nii.gz",
+            "completed crowd labels": f"results/labels/crowd/{case}.nii.gz",
+        }
+    return {
+        f"nnU-Net on {source}": f"results/nnunet/predictions/{source}" for source in NNUNET_SOURCES
+    }
+
+
+def overlay_inputs(wildcards):
+    case = OVERLAY_CASE[wildcards.kind]
+    return {
+        "image": CASES.loc[case, "image"],
+        "label": CASES.loc[case, "label"],
+        "layers": list(overlay_layers(wildcards.kind).values()),
+    }
+
+
+def stats_inputs(wildcards):
+    files = {"annotation": "results/tables/annotation_dice.tsv"}
+    if NNUNET_SOURCES:
+        files["test_dice"] = "results/tables/test_dice.tsv"
+    return files
+
+
 def final_outputs():
     """What `snakemake` builds by default."""
     return [
@@ -273,5 +323,13 @@ def final_outputs():
         *expand("results/labels/crowd/{case}.nii.gz", case=ANNOTATED),
         "results/quality/annotators.tsv",
         "results/tables/annotation_dice.md",
-        *(["results/tables/test_dice.tsv"] if NNUNET_SOURCES else []),
+        "results/tables/table1.md",
+        "results/tables/provenance.html",
+        *expand("results/figures/{name}.png", name=["annotation_dice", "annotators"]),
+        *(["results/figures/overlay_crowd.png"] if OVERLAY_CASE["crowd"] else []),
+        *(
+            ["results/figures/test_dice.png", "results/figures/overlay_models.png"]
+            if NNUNET_SOURCES
+            else []
+        ),
     ]

@@ -1,0 +1,15 @@
+# Snakemake entry point: crowd labels' slice vs volume Dice.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import pandas as pd
+
+from samcrowd import figures, workflow
+
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: figures.annotation_figure(pd.read_csv(i.slices, sep="\t"), pd.read_csv(i.volumes, sep="\t"), p.organs,
+                                      [o.png, o.svg], p.dpi),
+)

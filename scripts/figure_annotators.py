@@ -1,0 +1,14 @@
+# Snakemake entry point: annotator reliability plot.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import pandas as pd
+
+from samcrowd import figures, workflow
+
+o, p = snakemake.output, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: figures.reliability_figure(pd.read_csv(snakemake.input[0], sep="\t"), p.threshold, [o.png, o.svg], p.dpi),
+)

@@ -1,0 +1,13 @@
+# Snakemake entry point: axial/coronal/sagittal overlays of one case.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import figures, workflow
+
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: figures.overlay_from_files(i.image, i.label, p.organs, p.other_labels, dict(zip(p.names, i.layers)),
+                                       p.case, [o.png, o.svg], p.dpi, p.level, p.width),
+)

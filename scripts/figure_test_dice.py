@@ -1,0 +1,15 @@
+# Snakemake entry point: paired test-Dice plots.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+import pandas as pd
+
+from samcrowd import figures, workflow
+
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: figures.test_dice_figure(pd.read_csv(i.dice, sep="\t"), pd.read_csv(i.comparison, sep="\t"), p.organs,
+                                     [o.png, o.svg], p.reference, p.dpi),
+)

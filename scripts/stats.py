@@ -1,0 +1,13 @@
+# Snakemake entry point: Table 1 and the test-Dice comparison.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from samcrowd import stats, workflow
+
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+workflow.run(
+    snakemake,
+    lambda: stats.write_table1(i.annotation, i.get("test_dice"), p.organs, p.reference, p.holm, o.table, o.markdown,
+                               o.comparison, o.html),
+)
