@@ -86,3 +86,13 @@ def tiny_checkpoint(tmp_path_factory):
 def sam_settings(checkpoint, kind="sam", **extra):
     return {"kind": kind, "model_type": "test_tiny", "checkpoint": str(checkpoint), "device": "cpu",
             "precision": "fp32", "multimask": "best", **extra}
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """The whole workflow, nnU-Net included, run once on a tiny phantom; its folder."""
+    work = tmp_path_factory.mktemp("tiny_study")
+    cfg = write_config(work / "tiny.yaml", TINY_NNUNET)
+    run = snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return work

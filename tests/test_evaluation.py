@@ -54,7 +54,7 @@ def case(tmp_path):
 def test_volume_and_slice_dice_of_each_source(case):
     slices, volumes, exclusions = evaluation.evaluate_case(
         "c", case / "ref.nii.gz", ORGANS, G, {"a": (case / "a.nii.gz", case / "a.tsv")}, case / "stacked.nii.gz",
-        case / "crowd.nii.gz", case / "fusion.tsv")
+        case / "crowd.nii.gz", case / "fusion.tsv", other_labels="background")
     v = volumes.set_index(["source", "organ"])
     assert v.loc[("a", "liver"), "dice"] == pytest.approx(2 * 24 / (48 + 24))
     assert v.loc[("completed", "liver"), "dice"] == pytest.approx(2 * 40 / (48 + 40))
@@ -66,6 +66,15 @@ def test_volume_and_slice_dice_of_each_source(case):
     assert set(exclusions.organ) == {"spleen"} and set(exclusions.source) == {"a", "fused", "completed"}
     assert "annotator a drew no box of spleen on this case" in exclusions.reason.tolist()
     assert "no annotator drew a box of spleen on this case" in exclusions.reason.tolist()
+
+
+def test_expert_label_values_that_are_no_organ_stop_unless_mapped_to_background(case):
+    from samcrowd.errors import SamcrowdError
+
+    with pytest.raises(SamcrowdError, match=r"ref\.nii\.gz: label value 9 is not in the organ list"):
+        evaluation.read_expert_label(case / "ref.nii.gz", ORGANS)
+    dense = evaluation.read_expert_label(case / "ref.nii.gz", ORGANS, "background")
+    assert set(np.unique(dense)) == {0, 1, 2}
 
 
 def test_both_empty_is_nan_and_left_out_of_means():

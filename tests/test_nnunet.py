@@ -112,6 +112,25 @@ RESUMABLE = textwrap.dedent('''
 ''')
 
 
+def nnunet_checkpoint_written(folder):
+    latest = folder / "checkpoint_latest.pth"
+    return latest.exists() and nnunet.intact(latest)
+
+
+def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, monkeypatch, caplog):
+    paths = paths_in(tmp_path)
+    folder = nnunet.fold_folder(paths, 501, "gt", "nnUNetTrainer_x", "2d", 0)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint_latest.pth").write_bytes(b"PK\x03\x04 half written")
+    calls = []
+    monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append(args))
+    monkeypatch.setattr(nnunet, "program", lambda name: name)
+    with caplog.at_level(logging.WARNING), pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
+        nnunet.train(paths, 501, "gt", "2d", 0, "nnUNetTrainer_x", "cpu")
+    assert "is damaged (the job was killed while writing it?): removing it" in caplog.text
+    assert not (folder / "checkpoint_latest.pth").exists() and "--c" not in calls[0]
+
+
 def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_path, tiny_cases, caplog,
                                                                            monkeypatch):
     start = time.perf_counter()
@@ -134,7 +153,7 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (folder / "checkpoint_latest.pth").exists() and time.time() < deadline and proc.poll() is None:
+    while not nnunet_checkpoint_written(folder) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -27,7 +27,8 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
                         ("boxes", 32), ("segmenter", 1), ("masks", 32), ("quality", 1), ("fuse", 8),
                         ("evaluate_case", 8), ("evaluate", 1), ("nnunet_dataset", 2), ("nnunet_test_images", 1),
                         ("nnunet_preprocess", 2), ("nnunet_train", 4), ("nnunet_predict", 2),
-                        ("nnunet_evaluate", 1), ("all", 1)):
+                        ("nnunet_evaluate", 1), ("stats", 1), ("provenance", 1), ("figure_test_dice", 1),
+                        ("figure_annotation_dice", 1), ("figure_annotators", 1), ("figure_overlay", 2), ("all", 1)):
         assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out)
 
 
@@ -183,18 +184,20 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
             image = nib.load(tmp_path / f"results/data/images/{case}.nii.gz")
             assert out.shape == image.shape and np.array_equal(out.affine, image.affine)
     segmenter = json.loads((tmp_path / "results/segmenter.json").read_text())
-    assert segmenter["checkpoint"]["sha256"] == hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
+    sha = hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
+    assert segmenter["checkpoint"]["sha256"] == sha
+    provenance = pd.read_csv(tmp_path / "results/tables/provenance.tsv", sep="\t").set_index("key").value
+    assert provenance["segmenter.checkpoint_sha256"] == sha and provenance["segmenter.kind"] == "sam"
     more = write_config(tmp_path / "more.yaml", "crowd: {annotators: {ann05: hasty}}\n")
     plan = snakemake(tmp_path, "-n", "--configfile", str(cfg), str(more))
     assert plan.returncode == 0, plan.stderr
     assert planned_jobs(plan) == {"simulate_crowd": 1, "boxes": 2, "masks": 2, "quality": 1, "fuse": 2,
-                                  "evaluate_case": 2, "evaluate": 1, "all": 1}  # no embed
+                                  "evaluate_case": 2, "evaluate": 1, "stats": 1, "figure_annotation_dice": 1,
+                                  "figure_annotators": 1, "figure_overlay": 1, "all": 1}  # no embed
 
 
-def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tmp_path):
-    cfg = write_config(tmp_path / "tiny.yaml", TINY_NNUNET)
-    run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
-    assert run.returncode == 0, run.stderr[-3000:]
+def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tiny_study):
+    tmp_path = tiny_study
     raw = tmp_path / "results/nnunet/raw"
     for source, dataset_id in (("gt", 501), ("crowd", 502)):
         names = sorted(p.name for p in (raw / f"Dataset{dataset_id}_samcrowd_{source}/imagesTr").glob("*.nii.gz"))
@@ -207,6 +210,11 @@ def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tmp_path):
     dice = pd.read_csv(tmp_path / "results/tables/test_dice.tsv", sep="\t")
     assert sorted(set(dice.source)) == ["crowd", "gt"] and sorted(set(dice.case)) == ["synth004", "synth005"]
     assert len(dice) == 2 * 2 * 5
+    table1 = (tmp_path / "results/tables/table1.md").read_text()
+    assert "| p (gt vs crowd) |" in table1 and table1.count("\n| ") == 7  # header + 5 organs + mean
+    for figure in ("test_dice", "annotation_dice", "annotators", "overlay_crowd", "overlay_models"):
+        assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 10_000
+        assert (tmp_path / f"results/figures/{figure}.svg").exists()
 
 
 @pytest.mark.parametrize(
