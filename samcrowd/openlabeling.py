@@ -33,6 +33,13 @@ BTCV_CLASSES = (
 
 _FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _INT = re.compile(r"^\d+$")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines as editors number them: broken at LF, CRLF or a lone CR (universal newlines), and
+    nowhere else (form feeds or U+2028 inside a line are whitespace, not new lines)."""
+    return _LINE_BREAK.split(text)
 
 
 @dataclass(frozen=True)
@@ -107,10 +114,10 @@ def read_text(path: Path) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
+        line = len(text_lines(raw[: e.start].decode("utf-8", errors="replace")))
         raise SamcrowdError(f"not UTF-8 text (byte {e.start})", path, line) from None
     if "\x00" in text:
-        raise SamcrowdError("contains NUL bytes", path, text[: text.index("\x00")].count("\n") + 1)
+        raise SamcrowdError("contains NUL bytes", path, len(text_lines(text[: text.index("\x00")])))
     return text
 
 
@@ -118,7 +125,7 @@ def read_class_list(path: Path) -> list[str]:
     """Class names in id order, as OpenLabeling reads them: one per line, blank lines skipped."""
     names = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(read_text(path).splitlines(), 1):
+    for number, line in enumerate(text_lines(read_text(path)), 1):
         if not line.strip():
             continue
         name = line.strip()
@@ -153,7 +160,7 @@ def parse_yolo(path: Path, classes: list[str] | tuple[str, ...], width: int, hei
                rounding: str = "round") -> SliceFile:
     """Parse `class x_center y_center width height` lines (normalised floats; LF or CRLF)."""
     result = SliceFile(path.stem, path, "yolo")
-    for number, line in enumerate(read_text(path).splitlines(), 1):
+    for number, line in enumerate(text_lines(read_text(path)), 1):
         fields = line.split()
         if not fields:
             continue
@@ -241,6 +248,8 @@ def parse_voc(path: Path, rounding: str = "round") -> tuple[SliceFile, tuple[int
         if not _FLOAT.match(value):
             raise SamcrowdError(f"{what} '{value}' is not a number", path, line)
         v = float(value)
+        if not math.isfinite(v):
+            raise SamcrowdError(f"{what} '{value}' is not finite", path, line)
         if integer and (v != int(v) or v <= 0):
             raise SamcrowdError(f"{what} '{value}' is not a positive integer", path, line)
         return v
@@ -251,10 +260,15 @@ def parse_voc(path: Path, rounding: str = "round") -> tuple[SliceFile, tuple[int
         if key == "annotation/object":
             objects.append({"_line": ("", line)})
         elif key in ("annotation/size/width", "annotation/size/height"):
-            size[key.rsplit("/", 1)[1]] = number(value, key.rsplit("/", 1)[1], line, integer=True)
+            leaf = key.rsplit("/", 1)[1]
+            if leaf in size:  # which one would OpenLabeling have meant? refuse rather than guess
+                raise SamcrowdError(f"<size> has a second <{leaf}>", path, line)
+            size[leaf] = number(value, leaf, line, integer=True)
         elif key.startswith("annotation/object/") and objects:
             leaf = key.rsplit("/", 1)[1]
             if key in ("annotation/object/name",) or key.startswith("annotation/object/bndbox/"):
+                if leaf in objects[-1]:
+                    raise SamcrowdError(f"<object> has a second <{leaf}>", path, line)
                 objects[-1][leaf] = (value, line)
     if "width" not in size or "height" not in size:
         raise SamcrowdError("no <size><width>/<height>", path)
@@ -268,10 +282,7 @@ def parse_voc(path: Path, rounding: str = "round") -> tuple[SliceFile, tuple[int
         corners = []
         for k in ("xmin", "ymin", "xmax", "ymax"):
             value, line = obj[k]
-            v = number(value, k, line, integer=False)
-            if not math.isfinite(v):
-                raise SamcrowdError(f"{k} '{value}' is not finite", path, line)
-            corners.append(v)
+            corners.append(number(value, k, line, integer=False))
         xmin, xmax = _to_pixels(corners[0], corners[2], rounding)
         ymin, ymax = _to_pixels(corners[1], corners[3], rounding)
         if xmax <= xmin or ymax <= ymin:
