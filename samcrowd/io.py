@@ -8,6 +8,7 @@ half-written file that a later run would trust.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -46,6 +47,18 @@ def atomic_output(path: str | os.PathLike, directory: bool = False) -> Iterator[
     except BaseException:
         _remove(tmp)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete what killed earlier attempts left beside `path` (``.tmp-<pid>-<name>``); return it.
+
+    Only the job that makes `path` calls this, so no live writer can own these names.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".tmp-*-{glob.escape(path.name)}")) if path.parent.is_dir() else []
+    for tmp in stale:
+        _remove(tmp)
+    return stale
 
 
 def _remove(path: Path) -> None:

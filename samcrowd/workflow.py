@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import samcrowd
 from samcrowd.errors import SamcrowdError
+from samcrowd.io import remove_stale_temporaries
 
 T = TypeVar("T")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -30,6 +31,9 @@ def run(smk: Any, main: Callable[[], object]) -> None:
     logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)
     log = logging.getLogger("samcrowd")
     log.info("samcrowd %s, rule %s, wildcards %s", samcrowd.__version__, smk.rule, dict(smk.wildcards.items()))
+    for output in smk.output:
+        for stale in remove_stale_temporaries(output):
+            log.info("removed %s, left by an interrupted earlier attempt", stale)
     try:
         main()
     except SamcrowdError as e:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from samcrowd import io
 from samcrowd.errors import SamcrowdError
+
+from conftest import REPO
 
 
 def test_atomic_output_publishes_only_on_success(tmp_path):
@@ -65,3 +71,22 @@ def test_scaled_signed_integer_storage_casts_through_a_lookup_table(tmp_path):
     nib.save(img, tmp_path / "s.nii.gz")
     data, _ = io.load_volume(tmp_path / "s.nii.gz", np.uint8)
     assert data.ravel().tolist() == [4, 10, 14, 14]
+
+
+def test_a_writer_killed_mid_write_leaves_no_output_and_the_next_job_sweeps_its_temporary(tmp_path):
+    out = tmp_path / "table.tsv"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom samcrowd import io\n"
+        f"with io.atomic_output({str(out)!r}) as tmp:\n"
+        "    tmp.write_text('half a table')\n    print('writing', flush=True)\n    time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    left = list(tmp_path.iterdir())
+    assert not out.exists() and [p.name for p in left] == [f".tmp-{writer.pid}-table.tsv"]
+    (tmp_path / ".tmp-7-table.tsv").mkdir()  # an interrupted directory output
+    (tmp_path / ".tmp-8-other.tsv").write_text("another job's")
+    swept = io.remove_stale_temporaries(out)
+    assert sorted(p.name for p in swept) == sorted([f".tmp-{writer.pid}-table.tsv", ".tmp-7-table.tsv"])
+    assert [p.name for p in tmp_path.iterdir()] == [".tmp-8-other.tsv"]
