@@ -19,8 +19,8 @@ rule nnunet_dataset:
         "results/logs/nnunet_dataset/{dataset}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     conda:
         "../envs/nnunet.yaml"
     script:
@@ -39,8 +39,8 @@ rule nnunet_test_images:
         "results/logs/nnunet_test_images.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     conda:
         "../envs/nnunet.yaml"
     script:
@@ -63,8 +63,8 @@ rule nnunet_preprocess:
         "results/logs/nnunet_preprocess/{dataset}.log",
     threads: config["nnunet"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=scaled(16000),
+        runtime=scaled(240),
     conda:
         "../envs/nnunet.yaml"
     script:
@@ -83,6 +83,7 @@ rule nnunet_train:
         configuration=config["nnunet"]["configuration"],
         trainer=config["nnunet"]["trainer"],
         device=config["nnunet"]["device"],
+        deterministic=config["nnunet"]["deterministic"],
         paths=NNUNET,
     log:
         "results/logs/nnunet_train/{dataset}/fold_{fold}.log",
@@ -91,8 +92,8 @@ rule nnunet_train:
     threads: config["nnunet"]["threads"]
     resources:
         gpu=NNUNET_GPU,
-        mem_mb=config["nnunet"]["train_resources"]["mem_mb"],
-        runtime=config["nnunet"]["train_resources"]["runtime"],
+        mem_mb=scaled(config["nnunet"]["train_resources"]["mem_mb"]),
+        runtime=scaled(config["nnunet"]["train_resources"]["runtime"]),
     conda:
         "../envs/nnunet.yaml"
     script:
@@ -118,8 +119,8 @@ rule nnunet_predict:
     threads: config["nnunet"]["threads"]
     resources:
         gpu=NNUNET_GPU,
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=scaled(16000),
+        runtime=scaled(120),
     conda:
         "../envs/nnunet.yaml"
     script:
@@ -146,8 +147,8 @@ rule nnunet_evaluate:
         "results/logs/nnunet_evaluate.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     conda:
         "../envs/nnunet.yaml"
     script:

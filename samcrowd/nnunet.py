@@ -41,8 +41,12 @@ def dataset_name(dataset_id: int, source: str) -> str:
     return f"Dataset{dataset_id:03d}_samcrowd_{source}"
 
 
-def environment(paths: dict[str, str], processes: int = 1, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for nnU-Net's programs: its folders, our trainers, worker counts for this job."""
+def environment(paths: dict[str, str], processes: int = 1, base: dict[str, str] | None = None,
+                augmentation_workers: int | None = None) -> dict[str, str]:
+    """Environment for nnU-Net's programs: its folders, our trainers, worker counts for this job.
+
+    `augmentation_workers` 0 makes training augment in its own process, in a repeatable order.
+    """
     env = dict(os.environ if base is None else base)
     env.update({
         "nnUNet_raw": str(Path(paths["raw"]).resolve()),
@@ -51,7 +55,7 @@ def environment(paths: dict[str, str], processes: int = 1, base: dict[str, str] 
         "nnUNet_extTrainer": os.pathsep.join(filter(None, [str(TRAINERS), env.get("nnUNet_extTrainer", "")])),
         "nnUNet_def_n_proc": str(processes),
         # at least 1: nnU-Net's planner passes this number to torch.set_num_threads
-        "nnUNet_n_proc_DA": str(max(1, processes - 1)),
+        "nnUNet_n_proc_DA": str(max(1, processes - 1) if augmentation_workers is None else augmentation_workers),
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -198,8 +202,11 @@ def fold_folder(paths: dict[str, str], dataset_id: int, source: str, trainer: st
 
 
 def train(paths: dict[str, str], dataset_id: int, source: str, configuration: str, fold: int, trainer: str,
-          device: str = "auto", processes: int = 1) -> Path:
-    """Train one fold; continue from checkpoint_latest.pth when a killed run left one."""
+          device: str = "auto", processes: int = 1, deterministic: bool = False) -> Path:
+    """Train one fold; continue from checkpoint_latest.pth when a killed run left one.
+
+    `deterministic`: augmentation in the training process (see `environment`), for repeatable models.
+    """
     folder = fold_folder(paths, dataset_id, source, trainer, configuration, fold)
     final = folder / "checkpoint_final.pth"
     args = [program("nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
@@ -215,7 +222,8 @@ def train(paths: dict[str, str], dataset_id: int, source: str, configuration: st
     if kept and not final.exists():
         log.info("found %s: continuing the interrupted training", kept[0])
         args.append("--c")
-    run(args, environment(paths, processes), f"training {dataset_name(dataset_id, source)} fold {fold}")
+    env = environment(paths, processes, augmentation_workers=0 if deterministic else None)
+    run(args, env, f"training {dataset_name(dataset_id, source)} fold {fold}")
     if not final.exists():
         raise SamcrowdError("nnU-Net finished without writing checkpoint_final.pth", folder)
     return final

@@ -63,6 +63,7 @@ nnunet:
   folds: 2
   device: cpu
   threads: 1
+  deterministic: true
 """
 
 #: The published study's files, copied from ../shared/reference/btcv-crowd (MIT, see its LICENSE).

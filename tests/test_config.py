@@ -23,7 +23,7 @@ def test_schema_defaults_equal_config_yaml_except_the_demos_nnunet_budget():
     defaults = check_config({})
     demo = check_config(load_yaml(REPO / "config.yaml"))
     differs = {key for key in defaults["nnunet"] if defaults["nnunet"][key] != demo["nnunet"][key]}
-    assert differs == {"configuration", "trainer", "folds", "threads", "train_resources"}
+    assert differs == {"configuration", "trainer", "folds", "threads", "deterministic", "train_resources"}
     assert (defaults["nnunet"]["configuration"], defaults["nnunet"]["trainer"], defaults["nnunet"]["folds"]) == (
         "3d_fullres", "nnUNetTrainer", 5)
     defaults.pop("nnunet"), demo.pop("nnunet")

@@ -98,6 +98,8 @@ def test_environment_points_nnunet_at_its_folders_and_our_trainers(tmp_path):
     assert env["nnUNet_extTrainer"].split(os.pathsep) == [str(nnunet.TRAINERS), "/elsewhere"]
     assert (env["nnUNet_def_n_proc"], env["nnUNet_n_proc_DA"]) == ("3", "2")
     assert nnunet.environment(paths_in(tmp_path), processes=1)["nnUNet_n_proc_DA"] == "1"
+    # deterministic training: augmentation in the trainer's own process
+    assert nnunet.environment(paths_in(tmp_path), processes=3, augmentation_workers=0)["nnUNet_n_proc_DA"] == "0"
 
 
 RESUMABLE = textwrap.dedent('''

@@ -12,6 +12,9 @@ resumes (`--c`).
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -27,10 +30,15 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
     WIDTH_DIVISOR = 8  # features per stage divided by this (32 -> 4 ... 320 -> 40)
     BATCH_SIZE = None  # None: the plans' batch size
     LEARNING_RATE = 3e-3
+    SEED = 12345  # + fold: weight initialisation and patch sampling repeat from run to run
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        seed = self.SEED + int(fold) if str(fold).isdigit() else self.SEED
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
         self.num_epochs = self.EPOCHS
         self.num_iterations_per_epoch = self.ITERATIONS
         self.num_val_iterations_per_epoch = self.VALIDATION_ITERATIONS
