@@ -18,8 +18,8 @@ if config["annotations"]["source"] == "simulate":
             "results/logs/simulate_crowd/{annotator}.log",
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=scaled(2000),
+            runtime=scaled(10),
         conda:
             "../envs/core.yaml"
         script:
@@ -29,7 +29,7 @@ if config["annotations"]["source"] == "simulate":
 rule boxes:
     """Parse and check one annotator's files for one case into a box table."""
     input:
-        folder=annotation_folder,
+        folder=ANNOTATION_FOLDER,
         manifest="results/slices/{case}.manifest.json",
     output:
         "results/boxes/{case}/{annotator}.tsv",
@@ -37,13 +37,13 @@ rule boxes:
         naming=config["annotations"]["naming"],
         organs=list(config["organs"]),
         classes=config["annotations"]["classes"],
-        known_cases=list(CASES.index),
+        known_cases=lambda wildcards: KNOWN_CASES,  # a callable: Snakemake does not scan it for wildcards per job
     log:
         "results/logs/boxes/{case}/{annotator}.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     conda:
         "../envs/core.yaml"
     script:

@@ -41,6 +41,8 @@ try:
 except SamcrowdError as e:
     raise WorkflowError(str(e)) from None
 
+KNOWN_CASES = list(CASES.index)
+IMAGE_OF, LABEL_OF = dict(CASES["image"]), dict(CASES["label"])  # plain dicts: input functions run per job
 ANNOTATED = [c for c in CASES.index if CASES.loc[c, "split"] in config["export"]["splits"]]
 
 
@@ -72,14 +74,16 @@ def case_files(wildcards):
 
 
 def case_image(wildcards):
-    return CASES.loc[wildcards.case, "image"]
+    return IMAGE_OF[wildcards.case]
 
 
-def annotation_folder(wildcards):
-    """An annotator's OpenLabeling folder: simulated under results/, or the user's."""
-    if config["annotations"]["source"] == "simulate":
-        return f"results/annotations/{wildcards.annotator}"
-    return f"{config['annotations']['folder']}/{wildcards.annotator}"
+#: An annotator's OpenLabeling folder: simulated under results/, or the user's (a pattern, not an
+#: input function: it is resolved for every boxes job).
+ANNOTATION_FOLDER = (
+    "results/annotations/{annotator}"
+    if config["annotations"]["source"] == "simulate"
+    else os.path.join(config["annotations"]["folder"].replace("{", "{{").replace("}", "}}"), "{annotator}")
+)
 
 
 def annotated_labels():
@@ -96,6 +100,12 @@ def annotated_labels():
 def crowd_profile(annotator):
     """The noise profile of a simulated annotator (only its own: adding one changes no others)."""
     return config["crowd"]["profiles"][config["crowd"]["annotators"][annotator]]
+
+
+def scaled(base):
+    """A memory (MB) or runtime (min) request that grows with each retry: attempt n asks n x base,
+    so a cluster job killed for running out of either is resubmitted with more (profile `retries`)."""
+    return lambda wildcards, attempt: int(base) * attempt
 
 
 USES_EMBEDDING = config["segmenter"]["kind"] in ("sam", "medsam")
@@ -136,10 +146,10 @@ EVALUATED = [c for c in ANNOTATED if CASES.loc[c, "label"]]  # annotated cases w
 
 
 def annotator_masks(case):
-    return {
-        a: (f"results/masks/{case}/{a}.nii.gz", f"results/masks/{case}/{a}.coverage.tsv")
-        for a in ANNOTATORS
-    }
+    """Every annotator's mask volume of a case. Its coverage table (`masks.coverage_path`) comes
+    from the same job, so it is not listed: at 1,000 cases x 10 annotators, each listed file
+    costs Snakemake's planning about 0.1 ms."""
+    return [f"results/masks/{case}/{a}.nii.gz" for a in ANNOTATORS]
 
 
 def quality_inputs(wildcards):
@@ -151,11 +161,6 @@ def quality_inputs(wildcards):
         "volumes": expand(
             "results/masks/{case}/{annotator}.nii.gz", case=ANNOTATED, annotator=ANNOTATORS
         ),
-        "coverage": expand(
-            "results/masks/{case}/{annotator}.coverage.tsv",
-            case=ANNOTATED,
-            annotator=ANNOTATORS,
-        ),
         "manifests": expand("results/slices/{case}.manifest.json", case=ANNOTATED),
     }
 
@@ -163,8 +168,7 @@ def quality_inputs(wildcards):
 def fuse_inputs(wildcards):
     """The case's masks of all annotators (and the quality table when flagged ones are dropped)."""
     files = {
-        "volumes": [v for v, _ in annotator_masks(wildcards.case).values()],
-        "coverage": [c for _, c in annotator_masks(wildcards.case).values()],
+        "volumes": annotator_masks(wildcards.case),
         "manifest": f"results/slices/{wildcards.case}.manifest.json",
         "image": case_image(wildcards),
     }
@@ -175,9 +179,8 @@ def fuse_inputs(wildcards):
 
 def evaluate_inputs(wildcards):
     return {
-        "label": CASES.loc[wildcards.case, "label"],
-        "volumes": [v for v, _ in annotator_masks(wildcards.case).values()],
-        "coverage": [c for _, c in annotator_masks(wildcards.case).values()],
+        "label": LABEL_OF[wildcards.case],
+        "volumes": annotator_masks(wildcards.case),
         "stacked": f"results/labels/stacked/{wildcards.case}.nii.gz",
         "crowd": f"results/labels/crowd/{wildcards.case}.nii.gz",
         "fusion": f"results/labels/fusion/{wildcards.case}.tsv",

@@ -15,8 +15,8 @@ if config["data"]["source"] == "phantom":
             "results/benchmarks/phantom.tsv"
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=30,
+            mem_mb=scaled(2000),
+            runtime=scaled(30),
         conda:
             "../envs/core.yaml"
         script:
@@ -33,8 +33,8 @@ rule check_case:
         "results/logs/check_case/{case}.log",
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=scaled(500),
+        runtime=scaled(5),
     conda:
         "../envs/core.yaml"
     script:

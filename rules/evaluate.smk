@@ -18,8 +18,8 @@ rule evaluate_case:
         "results/logs/evaluate_case/{case}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     conda:
         "../envs/core.yaml"
     script:
@@ -61,8 +61,8 @@ rule evaluate:
         "results/logs/evaluate.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     conda:
         "../envs/core.yaml"
     script:

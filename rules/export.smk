@@ -18,8 +18,8 @@ rule export_slices:
         "results/benchmarks/export_slices/{case}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     conda:
         "../envs/core.yaml"
     script:

@@ -20,8 +20,8 @@ rule quality:
         "results/logs/quality.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
     conda:
         "../envs/core.yaml"
     script:
@@ -46,8 +46,8 @@ rule fuse:
         "results/logs/fuse/{case}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     conda:
         "../envs/core.yaml"
     script:

@@ -14,8 +14,8 @@ rule segmenter:
         "results/logs/segmenter.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     conda:
         "../envs/sam.yaml"
     script:
@@ -38,8 +38,8 @@ if USES_EMBEDDING:
         threads: 2
         resources:
             gpu=SAM_GPU,
-            mem_mb=16000,
-            runtime=120,
+            mem_mb=scaled(16000),
+            runtime=scaled(120),
         conda:
             "../envs/sam.yaml"
         script:
@@ -62,8 +62,8 @@ rule masks:
     threads: 1
     resources:
         gpu=SAM_GPU,
-        mem_mb=8000 if USES_EMBEDDING else 2000,
-        runtime=60,
+        mem_mb=scaled(8000 if USES_EMBEDDING else 2000),
+        runtime=scaled(60),
     conda:
         "../envs/sam.yaml"
     script:

@@ -30,8 +30,8 @@ rule stats:
         "results/logs/stats.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     conda:
         "../envs/core.yaml"
     script:
@@ -55,8 +55,8 @@ rule provenance:
         "results/logs/provenance.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
     conda:
         "../envs/core.yaml"
     script:
@@ -82,8 +82,8 @@ rule figure_test_dice:
         "results/logs/figures/test_dice.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
     conda:
         "../envs/core.yaml"
     script:
@@ -108,8 +108,8 @@ rule figure_annotation_dice:
         "results/logs/figures/annotation_dice.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
     conda:
         "../envs/core.yaml"
     script:
@@ -133,8 +133,8 @@ rule figure_annotators:
         "results/logs/figures/annotators.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=scaled(1000),
+        runtime=scaled(5),
     conda:
         "../envs/core.yaml"
     script:
@@ -166,8 +166,8 @@ rule figure_overlay:
         "results/logs/figures/overlay_{kind}.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=5,
+        mem_mb=scaled(2000),
+        runtime=scaled(5),
     conda:
         "../envs/core.yaml"
     script:
