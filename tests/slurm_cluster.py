@@ -1,0 +1,183 @@
+"""A real single-node SLURM (Debian slurm-wlm + munge) for tests, started and stopped by PID.
+
+The node has the machine's CPUs and memory and one count-only GPU (gres File=/dev/null), so
+`--gpus=1` requests are scheduled and recorded without a GPU being present. Finished jobs are
+written by jobcomp/filetxt to a file: the test reads what SLURM granted from there, not from
+the profile. Settings follow ../shared/NOTES.md. It needs root (munged runs as user munge,
+slurmctld/slurmd as root) and writes /etc/slurm/{slurm,gres}.conf as symlinks, removed on stop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
+ETC = Path("/etc/slurm")
+
+
+class SlurmUnavailable(RuntimeError):
+    """SLURM cannot be started here (missing packages, not root, a foreign config)."""
+
+
+def missing_binaries() -> list[str]:
+    return [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+
+
+def _bin(name: str) -> str:
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
+def _real_memory_mb() -> int:
+    out = subprocess.run([_bin("slurmd"), "-C"], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"RealMemory=(\d+)", out).group(1))
+
+
+def slurm_conf(state: Path, host: str, cpus: int, memory_mb: int) -> str:
+    return f"""\
+# Written by samcrowd's tests (tests/slurm_cluster.py): a single-node test cluster.
+ClusterName=samcrowd-test
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation={state}/ctld
+SlurmdSpoolDir={state}/d
+SlurmctldPidFile={state}/slurmctld.pid
+SlurmdPidFile={state}/slurmd.pid
+SlurmctldLogFile={state}/slurmctld.log
+SlurmdLogFile={state}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1000
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/filetxt
+JobCompLoc={state}/jobcomp.txt
+GresTypes=gpu
+MpiDefault=none
+ReturnToService=2
+MinJobAge=3600
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN
+PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@dataclass
+class SlurmCluster:
+    """munged, slurmctld and slurmd started here; `stop()` ends exactly those processes."""
+
+    state: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    links: list[Path] = field(default_factory=list)
+
+    @property
+    def jobcomp(self) -> Path:
+        return self.state / "jobcomp.txt"
+
+    @classmethod
+    def start(cls, state: Path, timeout: float = 60) -> "SlurmCluster":
+        missing = missing_binaries()
+        if missing:
+            raise SlurmUnavailable(f"SLURM is not installed (missing {', '.join(missing)}); "
+                                   "apt-get install slurm-wlm munge")
+        if os.geteuid() != 0:
+            raise SlurmUnavailable("the test SLURM needs root (munged, slurmctld and slurmd)")
+        for name in ("slurm.conf", "gres.conf"):
+            target = ETC / name
+            if target.exists() and not (target.is_symlink() and "samcrowd" in os.readlink(target)):
+                raise SlurmUnavailable(f"{target} exists and is not a samcrowd test config; "
+                                       "refusing to replace a real cluster's settings")
+        state = Path(state)
+        (state / "ctld").mkdir(parents=True, exist_ok=True)
+        (state / "d").mkdir(parents=True, exist_ok=True)
+        host = socket.gethostname().split(".")[0]
+        conf_dir = state / "samcrowd-slurm-etc"
+        conf_dir.mkdir(exist_ok=True)
+        (conf_dir / "slurm.conf").write_text(slurm_conf(state, host, os.cpu_count() or 1,
+                                                        _real_memory_mb()))
+        (conf_dir / "gres.conf").write_text(f"NodeName={host} Name=gpu Count=1 File=/dev/null\n")
+        cluster = cls(state=state)
+        try:
+            ETC.mkdir(parents=True, exist_ok=True)
+            for name in ("slurm.conf", "gres.conf"):
+                target = ETC / name
+                if target.is_symlink():
+                    target.unlink()
+                target.symlink_to(conf_dir / name)
+                cluster.links.append(target)
+            munge_run = Path("/run/munge")
+            munge_run.mkdir(parents=True, exist_ok=True)
+            shutil.chown(munge_run, "munge", "munge")
+            cluster._spawn(["setpriv", "--reuid=munge", "--regid=munge", "--init-groups",
+                            _bin("munged"), "--foreground"], "munged")
+            cluster._wait(lambda: Path("/run/munge/munge.socket.2").exists(), timeout, "munged")
+            cluster._spawn([_bin("slurmctld"), "-D", "-i"], "slurmctld")
+            cluster._wait(cluster._controller_up, timeout, "slurmctld")
+            cluster._spawn([_bin("slurmd"), "-D"], "slurmd")
+            cluster._wait(cluster._node_idle, timeout, "slurmd")
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    def _spawn(self, cmd: list[str], name: str) -> None:
+        log = open(self.state / f"{name}.stdout", "w")
+        self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True))
+
+    def _wait(self, ready, timeout: float, name: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [p for p in self.processes if p.poll() is not None]
+            if dead:
+                raise SlurmUnavailable(f"{name} did not start: {dead[0].args[0]} exited with "
+                                       f"{dead[0].returncode}; see {self.state}")
+            if ready():
+                return
+            time.sleep(0.3)
+        raise SlurmUnavailable(f"{name} not ready after {timeout:.0f} s; see {self.state}")
+
+    @staticmethod
+    def _controller_up() -> bool:
+        run = subprocess.run([_bin("scontrol"), "ping"], capture_output=True, text=True)
+        return "UP" in run.stdout
+
+    @staticmethod
+    def _node_idle() -> bool:
+        run = subprocess.run([_bin("sinfo"), "-h", "-o", "%T"], capture_output=True, text=True)
+        return run.stdout.strip() == "idle"
+
+    def stop(self) -> None:
+        """Terminate the daemons this object started (by PID), newest first; unlink the config."""
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.processes.clear()
+        for link in self.links:
+            if link.is_symlink():
+                link.unlink()
+        self.links.clear()
+
+    def completed_jobs(self) -> list[dict[str, str]]:
+        """The jobcomp/filetxt records: one dict of KEY=value fields per finished job."""
+        if not self.jobcomp.exists():
+            return []
+        jobs = []
+        for line in self.jobcomp.read_text().splitlines():
+            jobs.append(dict(re.findall(r"(\w+)=(\S*)", line)))
+        return jobs
