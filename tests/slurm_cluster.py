@@ -1,6 +1,6 @@
 """A real single-node SLURM (Debian slurm-wlm + munge) for tests, started and stopped by PID.
 
-The node has the machine's CPUs and memory and one count-only GPU (gres File=/dev/null), so
+The node has the machine's CPUs and memory and two count-only GPUs (gres files /dev/null and /dev/zero), so
 `--gpus=1` requests are scheduled and recorded without a GPU being present. Finished jobs are
 written by jobcomp/filetxt to a file: the test reads what SLURM granted from there, not from
 the profile. Settings follow ../shared/NOTES.md. It needs root (munged runs as user munge,
@@ -67,7 +67,7 @@ GresTypes=gpu
 MpiDefault=none
 ReturnToService=2
 MinJobAge=3600
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -105,7 +105,7 @@ class SlurmCluster:
         conf_dir.mkdir(exist_ok=True)
         (conf_dir / "slurm.conf").write_text(slurm_conf(state, host, os.cpu_count() or 1,
                                                         _real_memory_mb()))
-        (conf_dir / "gres.conf").write_text(f"NodeName={host} Name=gpu Count=1 File=/dev/null\n")
+        (conf_dir / "gres.conf").write_text(f"NodeName={host} Name=gpu Count=2 File=/dev/null,/dev/zero\n")
         cluster = cls(state=state)
         try:
             ETC.mkdir(parents=True, exist_ok=True)

@@ -23,14 +23,15 @@ from slurm_cluster import SlurmCluster, SlurmUnavailable
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
 GPU_RULES = {"embed", "masks", "nnunet_train", "nnunet_predict"}
-FIRST_ANNOTATORS = ["ann01", "ann02", "ann03"]
-NEW_ANNOTATOR = "ann04"
+FIRST_ANNOTATORS = ["ann01", "ann02"]
+NEW_ANNOTATOR = "ann03"
+N_TRAIN, N_TEST = 3, 2
 
 
 def study_config(checkpoint: Path, annotations: str) -> str:
-    """The scaled-down default: 4 train + 2 test phantoms, a tiny SAM, tiny nnU-Net, GPU where asked."""
+    """The scaled-down default: 3 train + 2 test phantoms, a tiny SAM, tiny nnU-Net, GPU where asked."""
     return f"""
-phantom: {{n_train: 4, n_test: 2, shape: [48, 48, 16], orientations: [RAS, LPS, LAS]}}
+phantom: {{n_train: {N_TRAIN}, n_test: {N_TEST}, shape: [48, 48, 16], orientations: [RAS, LPS, LAS]}}
 annotations: {annotations}
 segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {checkpoint}, device: auto}}
 nnunet:
@@ -62,7 +63,7 @@ def slurm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def annotator_folders(tmp_path_factory, tiny_checkpoint):
-    """Four simulated annotators' OpenLabeling folders for the study's phantom (written locally)."""
+    """Three simulated annotators' OpenLabeling folders for the study's phantom (written locally)."""
     scratch = tmp_path_factory.mktemp("crowd")
     cfg = write_config(scratch / "sim.yaml", study_config(tiny_checkpoint, "{source: simulate}"))
     targets = [f"results/annotations/{a}" for a in [*FIRST_ANNOTATORS, NEW_ANNOTATOR]]
@@ -106,7 +107,7 @@ def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm_study, 
     for job in jobs:
         by_rule.setdefault(rule_of(job), []).append(job)
     assert GPU_RULES <= set(by_rule)
-    assert len(by_rule["embed"]) == 4 and len(by_rule["masks"]) == 4 * 3
+    assert len(by_rule["embed"]) == N_TRAIN and len(by_rule["masks"]) == N_TRAIN * len(FIRST_ANNOTATORS)
     assert len(by_rule["nnunet_train"]) == 2 * 2 and len(by_rule["nnunet_predict"]) == 2
     for rule, records in by_rule.items():
         for job in records:
@@ -116,11 +117,12 @@ def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm_study, 
     table1 = (work / "results/tables/table1.md").read_text()
     assert "| p (gt vs crowd) |" in table1
     dice = pd.read_csv(work / "results/tables/test_dice.tsv", sep="\t")
-    assert sorted(set(dice.source)) == ["crowd", "gt"] and len(dice) == 2 * 2 * 5
+    assert sorted(set(dice.source)) == ["crowd", "gt"] and len(dice) == 2 * N_TEST * 5
     sbatch = next(line.strip() for line in log.splitlines()
                   if "sbatch call:" in line and "rule_nnunet_train" in line)
     assert "--gpus=1" in sbatch
-    train = by_rule["nnunet_train"][0]
+    comment = re.search(r"--comment (\S+)", sbatch).group(1)
+    train = next(j for j in by_rule["nnunet_train"] if j["Comment"] == comment)
     with capsys.disabled():  # the CI log shows one GPU job as submitted and as SLURM recorded it
         print(f"\n[slurm] {len(jobs)} jobs completed; GPU jobs: "
               + ", ".join(f"{r} {len(by_rule[r])}" for r in sorted(GPU_RULES)))
@@ -156,7 +158,7 @@ def test_a_new_annotator_folder_plans_only_its_jobs_and_the_crowd_side(slurm_stu
     assert "embed" not in rules and "segmenter" not in rules and "check_case" not in rules
     for rule in ("boxes", "masks"):
         mine = [w for r, w in jobs if r == rule]
-        assert len(mine) == 4 and all(w["annotator"] == NEW_ANNOTATOR for w in mine)
+        assert len(mine) == N_TRAIN and all(w["annotator"] == NEW_ANNOTATOR for w in mine)
     for rule, wildcards in jobs:
         assert "gt" not in (wildcards.get("source"), wildcards.get("dataset", "").rsplit("_", 1)[-1]), rule
     nnunet = sorted((r, w.get("dataset") or w.get("source", "")) for r, w in jobs if r.startswith("nnunet"))
