@@ -1,8 +1,8 @@
 """Glue between Snakemake `script:` entry points and the library: logging and error reporting.
 
-A script calls `run(snakemake, main)`. Log records go to the rule's log file (warnings and
-errors also to stderr);
-a SamcrowdError (bad input the user can fix) becomes one line naming the file and the
+A script calls `run(snakemake, main)`. It first removes temporaries that an interrupted
+earlier attempt left beside the job's outputs. Log records go to the rule's log file (warnings
+and errors also to stderr); a SamcrowdError (bad input the user can fix) becomes one line naming the file and the
 problem, and the job fails without a traceback. Anything else is a bug and keeps its
 traceback.
 """

@@ -6,8 +6,9 @@ the optimiser, never the data pipeline, the loss or the inference; real studies 
 default `nnUNetTrainer`. The optimiser is AdamW (lr 3e-3) under nnU-Net's poly schedule:
 nnU-Net's SGD with momentum 0.99 is made for 250,000 iterations, and in the demo's 600 it
 learned only the liver (test Dice 0.93, the four other organs 0), where AdamW learned all
-five (0.93-0.97) in the same time. Checkpoints are written every epoch so a killed job
-resumes (`--c`).
+five (0.93-0.97) in the same time in one unseeded run (600 iterations stay noisy: README). Checkpoints are written every epoch so a killed job
+resumes (`--c`). They seed Python, NumPy and torch (SEED + fold), so with augmentation in the
+training process (`nnunet.deterministic`) two runs train identical weights.
 """
 
 from __future__ import annotations
