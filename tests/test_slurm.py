@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -80,9 +81,10 @@ def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory):
         shutil.copytree(annotator_folders / name, work / "annotations" / name)
     cfg = write_config(work / "study.yaml",
                        study_config(tiny_checkpoint, "{source: folder, folder: annotations}"))
+    start = time.perf_counter()
     run = snakemake(work, "--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(cfg),
                     "--slurm-init-seconds-before-status-checks", "5", "--verbose", timeout=1500)
-    log = run.stdout + run.stderr
+    log = run.stdout + run.stderr + f"\nwall time through SLURM: {time.perf_counter() - start:.0f} s\n"
     (work / "snakemake.log").write_text(log)
     assert run.returncode == 0, log[-5000:]
     return work, cfg, log
@@ -124,7 +126,7 @@ def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm_study, 
     comment = re.search(r"--comment (\S+)", sbatch).group(1)
     train = next(j for j in by_rule["nnunet_train"] if j["Comment"] == comment)
     with capsys.disabled():  # the CI log shows one GPU job as submitted and as SLURM recorded it
-        print(f"\n[slurm] {len(jobs)} jobs completed; GPU jobs: "
+        print(f"\n[slurm] {log.strip().splitlines()[-1]}; {len(jobs)} jobs completed; GPU jobs: "
               + ", ".join(f"{r} {len(by_rule[r])}" for r in sorted(GPU_RULES)))
         print(f"[slurm] {sbatch}")
         print(f"[slurm] scontrol: JobId={train['JobId']} Comment={train['Comment']} "
