@@ -158,7 +158,7 @@ def _clip(path: Path, line: int, cls: str, x0: int, y0: int, x1: int, y1: int, w
 
 def parse_yolo(path: Path, classes: list[str] | tuple[str, ...], width: int, height: int,
                rounding: str = "round") -> SliceFile:
-    """Parse `class x_center y_center width height` lines (normalised floats; LF or CRLF)."""
+    """Parse `class x_center y_center width height` lines (normalised floats; LF, CRLF or CR)."""
     result = SliceFile(path.stem, path, "yolo")
     for number, line in enumerate(text_lines(read_text(path)), 1):
         fields = line.split()
@@ -257,15 +257,14 @@ def parse_voc(path: Path, rounding: str = "round") -> tuple[SliceFile, tuple[int
     size: dict[str, float] = {}
     objects: list[dict[str, tuple[str, int]]] = []
     for key, value, line in handler.values:
+        leaf = key.rsplit("/", 1)[-1]
         if key == "annotation/object":
             objects.append({"_line": ("", line)})
         elif key in ("annotation/size/width", "annotation/size/height"):
-            leaf = key.rsplit("/", 1)[1]
             if leaf in size:  # which one would OpenLabeling have meant? refuse rather than guess
                 raise SamcrowdError(f"<size> has a second <{leaf}>", path, line)
             size[leaf] = number(value, leaf, line, integer=True)
         elif key.startswith("annotation/object/") and objects:
-            leaf = key.rsplit("/", 1)[1]
             if key in ("annotation/object/name",) or key.startswith("annotation/object/bndbox/"):
                 if leaf in objects[-1]:
                     raise SamcrowdError(f"<object> has a second <{leaf}>", path, line)

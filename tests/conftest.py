@@ -28,10 +28,15 @@ def repo() -> Path:
     return REPO
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command line that runs this checkout's workflow in `workdir` with the test interpreter."""
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+
+
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run this checkout's workflow in `workdir` with the test interpreter's snakemake."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, timeout=timeout,
+                          cwd=workdir)
 
 
 def write_config(path: Path, text: str) -> Path:

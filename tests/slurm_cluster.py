@@ -1,9 +1,9 @@
 """A real single-node SLURM (Debian slurm-wlm + munge) for tests, started and stopped by PID.
 
-The node has the machine's CPUs and memory and two count-only GPUs (gres files /dev/null and /dev/zero), so
-`--gpus=1` requests are scheduled and recorded without a GPU being present. Finished jobs are
-written by jobcomp/filetxt to a file: the test reads what SLURM granted from there, not from
-the profile. Settings follow ../shared/NOTES.md. It needs root (munged runs as user munge,
+The node has the machine's CPUs and memory and two count-only GPUs (gres files /dev/null and
+/dev/zero), so `--gpus=1` requests are scheduled and recorded without a GPU being present.
+`SlurmCluster.jobs()` reads what SLURM recorded for each job (`scontrol show job`; finished jobs
+stay listed for an hour, MinJobAge), not what a profile asked for. Settings follow ../shared/NOTES.md. It needs root (munged runs as user munge,
 slurmctld/slurmd as root) and writes /etc/slurm/{slurm,gres}.conf as symlinks, removed on stop.
 """
 
@@ -27,12 +27,18 @@ class SlurmUnavailable(RuntimeError):
     """SLURM cannot be started here (missing packages, not root, a foreign config)."""
 
 
+def _find(name: str) -> str | None:
+    """A SLURM or munge program on PATH or in /usr/sbin (daemons live there, off root's PATH elsewhere)."""
+    sbin = Path("/usr/sbin", name)
+    return shutil.which(name) or (str(sbin) if sbin.exists() else None)
+
+
 def missing_binaries() -> list[str]:
-    return [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+    return [b for b in BINARIES if _find(b) is None]
 
 
 def _bin(name: str) -> str:
-    return shutil.which(name) or str(Path("/usr/sbin", name))
+    return _find(name) or name
 
 
 def _real_memory_mb() -> int:
@@ -61,8 +67,6 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/filetxt
-JobCompLoc={state}/jobcomp.txt
 GresTypes=gpu
 MpiDefault=none
 ReturnToService=2
@@ -79,10 +83,6 @@ class SlurmCluster:
     state: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
     links: list[Path] = field(default_factory=list)
-
-    @property
-    def jobcomp(self) -> Path:
-        return self.state / "jobcomp.txt"
 
     @classmethod
     def start(cls, state: Path, timeout: float = 60) -> "SlurmCluster":
@@ -131,9 +131,9 @@ class SlurmCluster:
         return cluster
 
     def _spawn(self, cmd: list[str], name: str) -> None:
-        log = open(self.state / f"{name}.stdout", "w")
-        self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True))
+        with open(self.state / f"{name}.stdout", "w") as log:  # the daemon keeps its own copy
+            self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                   start_new_session=True))
 
     def _wait(self, ready, timeout: float, name: str) -> None:
         deadline = time.monotonic() + timeout
@@ -173,11 +173,9 @@ class SlurmCluster:
                 link.unlink()
         self.links.clear()
 
-    def completed_jobs(self) -> list[dict[str, str]]:
-        """The jobcomp/filetxt records: one dict of KEY=value fields per finished job."""
-        if not self.jobcomp.exists():
-            return []
-        jobs = []
-        for line in self.jobcomp.read_text().splitlines():
-            jobs.append(dict(re.findall(r"(\w+)=(\S*)", line)))
-        return jobs
+    @staticmethod
+    def jobs() -> list[dict[str, str]]:
+        """SLURM's record of every job it still knows: one dict of KEY=value fields per job."""
+        out = subprocess.run([_bin("scontrol"), "show", "job", "-o", "-d"], capture_output=True, text=True,
+                             check=True).stdout
+        return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines() if line.strip()]

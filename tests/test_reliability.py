@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, TINY, TINY_NNUNET, snakemake, write_config
+from conftest import TINY, TINY_NNUNET, snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -99,9 +98,7 @@ def test_runs_killed_at_random_moments_finish_with_the_same_results(tmp_path, ca
     for trial, moment in enumerate(kill_moments(total, 4)):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
-        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "2",
-               "--configfile", str(cfg)]
-        proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        proc = subprocess.Popen(snakemake_command(work, "--cores", "2", "--configfile", str(cfg)), cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         time.sleep(moment)
         alive = proc.poll() is None

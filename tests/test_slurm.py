@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -90,20 +89,14 @@ def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory):
     return work, cfg, log
 
 
-def slurm_jobs() -> list[dict[str, str]]:
-    """SLURM's records of every job it still knows (MinJobAge is an hour on the test cluster)."""
-    out = subprocess.run(["scontrol", "show", "job", "-o", "-d"], capture_output=True, text=True, check=True)
-    return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.stdout.splitlines() if line.strip()]
-
-
 def rule_of(job: dict[str, str]) -> str:
     """The rule name the executor put into the job's comment (rule_<name>[_wildcards_...])."""
     return re.match(r"rule_(.+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
 
 
-def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm_study, capsys):
+def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm, slurm_study, capsys):
     work, _, log = slurm_study
-    jobs = [j for j in slurm_jobs() if j.get("WorkDir") == str(work)]
+    jobs = [j for j in slurm.jobs() if j.get("WorkDir") == str(work)]
     assert jobs and all(j["JobState"] == "COMPLETED" for j in jobs)
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
