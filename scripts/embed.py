@@ -6,7 +6,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import masks, workflow
 
 i, o = snakemake.input, snakemake.output
-workflow.run(
-    snakemake,
-    lambda: masks.embed_case(masks.segmenter_from_record(i.segmenter), i.manifest, i.slices, o.array, o.record),
-)
+
+
+def main():
+    encoder_ir = (i.encoder_xml, i.encoder_bin) if "encoder_xml" in i.keys() else None
+    segmenter = masks.segmenter_from_record(i.segmenter, encoder_ir)
+    masks.embed_case(segmenter, i.manifest, i.slices, o.array, o.record, threads=snakemake.threads)
+
+
+workflow.run(snakemake, main)

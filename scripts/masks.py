@@ -11,7 +11,7 @@ def main():
     segmenter = masks.segmenter_from_record(i.segmenter)
     embeddings = masks.Embeddings(i.embeddings, i.embedding_record, segmenter) if "embeddings" in i.keys() else None
     masks.mask_case(segmenter, snakemake.wildcards.annotator, i.table, i.manifest, i.slices, i.image,
-                    snakemake.params.organs, o.volume, o.coverage, embeddings)
+                    snakemake.params.organs, o.volume, o.coverage, embeddings, threads=snakemake.threads)
 
 
 workflow.run(snakemake, main)

@@ -44,12 +44,16 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+#: A tiny study for the plumbing. The weight-free random walker keeps it fast; LiteMedSAM, the
+#: default segmenter, runs in tests/test_example_ct.py on a real scan and in tests/test_litemedsam.py.
 TINY = """
 phantom:
   n_train: 2
   n_test: 1
   shape: [48, 40, 12]
   orientations: [RAS, LPS, LAS]
+segmenter:
+  kind: random_walker
 nnunet:
   sources: []
 """
@@ -61,6 +65,8 @@ phantom:
   n_test: 2
   shape: [48, 48, 16]
   orientations: [RAS, LPS, LAS]
+segmenter:
+  kind: random_walker
 nnunet:
   sources: [gt, crowd]
   configuration: 3d_fullres

@@ -62,3 +62,11 @@ def test_readme_gives_exactly_the_two_setup_commands_that_ci_uses():
     assert "make demo" in readme and "make test" in readme
     ci = (REPO / ".ci/run").read_text()
     assert re.search(r"^make test\b", ci, re.M)
+
+
+def test_the_litemedsam_install_hint_names_the_pinned_release():
+    from samcrowd import litemedsam
+
+    runtime, _ = pyproject_pins()
+    name, version = litemedsam.REQUIREMENT.split("==")
+    assert runtime[name] == version and name == litemedsam.PACKAGE

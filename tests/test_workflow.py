@@ -24,7 +24,7 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
     assert run.returncode == 0, run.stderr
     out = run.stdout + run.stderr
     for rule, count in (("phantom", 1), ("check_case", 14), ("export_slices", 8), ("simulate_crowd", 4),
-                        ("boxes", 32), ("segmenter", 1), ("masks", 32), ("quality", 1), ("fuse", 8),
+                        ("boxes", 32), ("segmenter", 1), ("litemedsam_encoder", 1), ("embed", 8), ("masks", 32), ("quality", 1), ("fuse", 8),
                         ("evaluate_case", 8), ("evaluate", 1), ("nnunet_dataset", 2), ("nnunet_test_images", 1),
                         ("nnunet_preprocess", 2), ("nnunet_train", 4), ("nnunet_predict", 2),
                         ("nnunet_evaluate", 1), ("stats", 1), ("provenance", 1), ("figure_test_dice", 1),
@@ -170,9 +170,9 @@ def planned_jobs(run):
 
 
 def test_sam_study_embeds_once_per_case_and_a_new_annotator_never_reruns_embed(tmp_path, tiny_checkpoint):
-    cfg = write_config(tmp_path / "sam.yaml", TINY + f"""
+    cfg = write_config(tmp_path / "sam.yaml", TINY.replace("segmenter:\n  kind: random_walker\n", f"""
 segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, device: cpu}}
-""")
+"""))
     run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert run.returncode == 0, run.stderr
     for case in ("synth000", "synth001"):
