@@ -84,6 +84,7 @@ rule nnunet_train:
         trainer=config["nnunet"]["trainer"],
         device=config["nnunet"]["device"],
         deterministic=config["nnunet"]["deterministic"],
+        seed=config["nnunet"]["seed"],
         paths=NNUNET,
     log:
         "results/logs/nnunet_train/{dataset}/fold_{fold}.log",
@@ -101,13 +102,15 @@ rule nnunet_train:
 
 
 rule nnunet_predict:
-    """Predict the test split with the ensemble of a source's folds."""
+    """Predict the test split with the ensemble of a source's folds, on each test image's own grid."""
     input:
         models=nnunet_fold_checkpoints,
         images="results/nnunet/imagesTs",
+        originals=[CASES.loc[c, "image"] for c in TEST],
     output:
         directory("results/nnunet/predictions/{source}"),
     params:
+        cases=TEST,
         dataset_id=lambda wildcards: NNUNET_IDS[wildcards.source],
         configuration=config["nnunet"]["configuration"],
         trainer=config["nnunet"]["trainer"],

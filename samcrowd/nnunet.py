@@ -2,8 +2,10 @@
 
 Each label source (`gt`: the expert labels; `crowd`: the completed crowd labels; `stacked`:
 the crowd labels before completion) becomes a raw dataset in nnU-Net's own format built from
-the training cases only. nnU-Net itself runs through its command-line programs in a child
-process (they guard their worker processes; a Snakemake script does not), with the
+the training cases only, every volume in one orientation (`ORIENTATION`): nnU-Net reads arrays
+in their stored order, so a case stored RAS among LAS cases would show it a mirrored abdomen.
+Predictions are put back on each test image's own grid. nnU-Net itself runs through its
+command-line programs in a child process (they guard their worker processes; a Snakemake script does not), with the
 environment this module builds: nnU-Net's folders, samcrowd's short trainers on
 `nnUNet_extTrainer`, and worker counts that suit the job's cores.
 """
@@ -27,13 +29,20 @@ import pandas as pd
 from samcrowd import io
 from samcrowd.errors import SamcrowdError
 from samcrowd.evaluation import read_expert_label
+from samcrowd.geometry import orientation_code, reorient
 from samcrowd.metrics import label_counts
 
 log = logging.getLogger(__name__)
 
 TRAINERS = Path(__file__).resolve().parent / "nnunet_trainers"
 SOURCES = ("gt", "crowd", "stacked")
+#: The orientation of every volume nnU-Net sees (nibabel's axis code; its closest-canonical one).
+ORIENTATION = "RAS"
 TEST_DICE_COLUMNS = ["source", "case", "organ", "dice", "n_ref", "n_pred"]
+
+
+#: The environment variable through which samcrowd's trainers get `nnunet.seed`.
+SEED_VARIABLE = "SAMCROWD_NNUNET_SEED"
 
 
 def dataset_name(dataset_id: int, source: str) -> str:
@@ -105,6 +114,29 @@ def _link_or_copy(src: str | Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def _write_image(src: str | Path, dst: Path) -> None:
+    """An image for nnU-Net in `ORIENTATION`: linked when stored so, else reoriented (same voxels and
+    data type, no resampling)."""
+    import nibabel as nib
+
+    _, affine = io.read_header(src)
+    if orientation_code(affine) == ORIENTATION:
+        _link_or_copy(src, dst)
+    else:
+        nib.save(nib.as_closest_canonical(nib.load(src)), dst)
+
+
+def restore_grid(prediction: str | Path, image: str | Path, out: str | Path) -> None:
+    """A prediction made in `ORIENTATION` put back on its image's own grid (exact shape and affine)."""
+    shape, affine = io.read_header(image)
+    data, predicted_affine = io.load_volume(prediction, np.uint8)
+    back, back_affine = reorient(data, predicted_affine, orientation_code(affine))
+    if back.shape != tuple(shape) or not np.allclose(back_affine, affine, atol=1e-3):
+        raise SamcrowdError(f"prediction does not cover its image's grid (shape {back.shape}, image {tuple(shape)})",
+                            prediction)
+    io.save_volume(out, back, affine)
+
+
 def read_training_label(path: str | Path, organs: dict[str, int], source: str, other_labels: str) -> np.ndarray:
     """A training label as 1..N: expert values mapped through `organs`; crowd labels checked to be 0..N."""
     if source == "gt":
@@ -136,8 +168,8 @@ def write_dataset(out_dir: str | Path, paths: dict[str, str], dataset_id: int, s
                 raise SamcrowdError(f"label shape {dense.shape} differs from its image {tuple(shape)}", label)
             for v in seen:
                 seen[v] += int(np.any(dense == v))
-            _link_or_copy(image, tmp / "imagesTr" / f"{case}_0000.nii.gz")
-            io.save_volume(tmp / "labelsTr" / f"{case}.nii.gz", dense, affine)
+            _write_image(image, tmp / "imagesTr" / f"{case}_0000.nii.gz")
+            io.save_volume(tmp / "labelsTr" / f"{case}.nii.gz", *reorient(dense, affine, ORIENTATION))
         dataset = {
             "name": name,
             "description": f"samcrowd: training cases with {source} labels",
@@ -201,14 +233,33 @@ def fold_folder(paths: dict[str, str], dataset_id: int, source: str, trainer: st
             / f"fold_{fold}")
 
 
+#: Written next to a fold's checkpoints when its training starts: what the training was of. A rerun
+#: continues (`--c`) only from checkpoints whose record matches; others are an earlier training's
+#: (other labels after adding annotators, another seed) and are removed, never resumed.
+TRAINING_RECORD = "samcrowd_training.json"
+
+
+def training_record(paths: dict[str, str], dataset_id: int, source: str, configuration: str, trainer: str,
+                    deterministic: bool, seed: int) -> dict:
+    """What one fold's training is of: its settings and the preprocessing it reads (splits_final.json,
+    rewritten by every `preprocess`, identified by size and modification time)."""
+    splits = Path(paths["preprocessed"]) / dataset_name(dataset_id, source) / "splits_final.json"
+    stat = splits.stat() if splits.exists() else None
+    return {"configuration": configuration, "trainer": trainer, "deterministic": deterministic, "seed": seed,
+            "splits_final": [stat.st_size, stat.st_mtime_ns] if stat else None}
+
+
 def train(paths: dict[str, str], dataset_id: int, source: str, configuration: str, fold: int, trainer: str,
-          device: str = "auto", processes: int = 1, deterministic: bool = False) -> Path:
-    """Train one fold; continue from checkpoint_latest.pth when a killed run left one.
+          device: str = "auto", processes: int = 1, deterministic: bool = False, seed: int = 0) -> Path:
+    """Train one fold; continue from checkpoint_latest.pth when a killed run of the same training
+    (`TRAINING_RECORD`) left one, start afresh when the checkpoints are an earlier training's.
 
     `deterministic`: augmentation in the training process (see `environment`), for repeatable models.
+    `seed`: seeds samcrowd's trainers (weights and sampling; `SEED_VARIABLE`); nnU-Net's own ignore it.
     """
     folder = fold_folder(paths, dataset_id, source, trainer, configuration, fold)
     final = folder / "checkpoint_final.pth"
+    record = training_record(paths, dataset_id, source, configuration, trainer, deterministic, seed)
     args = [program("nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
             "-device", resolve_device(device)]
     kept = []
@@ -219,10 +270,18 @@ def train(paths: dict[str, str], dataset_id: int, source: str, configuration: st
             checkpoint.unlink()
         elif checkpoint.exists():
             kept.append(checkpoint)
-    if kept and not final.exists():
+    recorded = folder / TRAINING_RECORD
+    same = recorded.exists() and json.loads(recorded.read_text()) == json.loads(json.dumps(record))
+    if kept and not final.exists() and same:
         log.info("found %s: continuing the interrupted training", kept[0])
         args.append("--c")
+    elif folder.exists() and any(folder.iterdir()):
+        log.info("%s holds an earlier training (other labels, settings or seed): starting afresh", folder)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    io.write_json(recorded, record)
     env = environment(paths, processes, augmentation_workers=0 if deterministic else None)
+    env[SEED_VARIABLE] = str(seed)
     run(args, env, f"training {dataset_name(dataset_id, source)} fold {fold}")
     if not final.exists():
         raise SamcrowdError("nnU-Net finished without writing checkpoint_final.pth", folder)
@@ -240,23 +299,28 @@ def intact(checkpoint: Path) -> bool:
         return False
 
 
-def predict(images: str | Path, out_dir: str | Path, paths: dict[str, str], dataset_id: int, configuration: str,
-            trainer: str, n_folds: int, device: str = "auto", processes: int = 1) -> list[Path]:
-    """Predict the test images with the ensemble of all folds; write the predictions atomically."""
+def predict(images: str | Path, cases: list[tuple[str, str]], out_dir: str | Path, paths: dict[str, str],
+            dataset_id: int, configuration: str, trainer: str, n_folds: int, device: str = "auto",
+            processes: int = 1) -> list[Path]:
+    """Predict the test images (`images`: `test_images`' folder; `cases`: [(case, original image)]) with
+    the ensemble of all folds; write the predictions, on each original image's grid, atomically."""
     with io.atomic_output(out_dir, directory=True) as tmp:
-        run([program("nnUNetv2_predict"), "-i", str(images), "-o", str(tmp), "-d", str(dataset_id), "-c",
+        raw = tmp / "nnunet"
+        run([program("nnUNetv2_predict"), "-i", str(images), "-o", str(raw), "-d", str(dataset_id), "-c",
              configuration, "-tr", trainer, "-f", *[str(f) for f in range(n_folds)], "-npp", str(processes),
              "-nps", str(processes), "-device", resolve_device(device), "--disable_progress_bar"],
             environment(paths, processes), f"predicting with dataset {dataset_id}")
+        for case, image in cases:
+            restore_grid(raw / f"{case}.nii.gz", image, tmp / f"{case}.nii.gz")
+        shutil.rmtree(raw)
     return sorted(Path(out_dir).glob("*.nii.gz"))
 
 
 def test_images(cases: list[tuple[str, str]], out_dir: str | Path) -> None:
-    """The test split's images, named as nnU-Net expects (`<case>_0000.nii.gz`)."""
+    """The test split's images, named as nnU-Net expects (`<case>_0000.nii.gz`), in `ORIENTATION`."""
     with io.atomic_output(out_dir, directory=True) as tmp:
         for case, image in cases:
-            io.read_header(image)
-            _link_or_copy(image, tmp / f"{case}_0000.nii.gz")
+            _write_image(image, tmp / f"{case}_0000.nii.gz")
 
 
 def test_dice(predictions: dict[str, str | Path], references: list[tuple[str, str]], organs: dict[str, int],

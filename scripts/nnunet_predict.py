@@ -8,6 +8,6 @@ from samcrowd import nnunet, workflow
 p = snakemake.params
 workflow.run(
     snakemake,
-    lambda: nnunet.predict(snakemake.input.images, snakemake.output[0], p.paths, p.dataset_id, p.configuration,
-                           p.trainer, p.folds, p.device, snakemake.threads),
+    lambda: nnunet.predict(snakemake.input.images, list(zip(p.cases, snakemake.input.originals)), snakemake.output[0],
+                           p.paths, p.dataset_id, p.configuration, p.trainer, p.folds, p.device, snakemake.threads),
 )

@@ -9,5 +9,5 @@ p = snakemake.params
 workflow.run(
     snakemake,
     lambda: nnunet.train(p.paths, p.dataset_id, p.source, p.configuration, int(snakemake.wildcards.fold), p.trainer,
-                         p.device, snakemake.threads, deterministic=p.deterministic),
+                         p.device, snakemake.threads, deterministic=p.deterministic, seed=p.seed),
 )

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -52,6 +53,29 @@ def tiny_cases(tmp_path_factory):
 
 def paths_in(tmp_path):
     return {k: str(tmp_path / "nnunet" / k) for k in ("raw", "preprocessed", "results")}
+
+
+def test_nnunet_sees_every_case_in_one_orientation_and_predictions_return_to_their_own_grid(tmp_path, tiny_cases):
+    import nibabel as nib
+
+    paths = paths_in(tmp_path)
+    out = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
+    nnunet.write_dataset(out, paths, 501, "gt", tiny_cases[:4], ORGAN_VALUES)  # stored LAS, RAS, LAS, LPS
+    for case, image, label in tiny_cases[:4]:
+        written = nib.load(out / "imagesTr" / f"{case}_0000.nii.gz")
+        written_label = nib.load(out / "labelsTr" / f"{case}.nii.gz")
+        assert nib.aff2axcodes(written.affine) == nib.aff2axcodes(written_label.affine) == tuple(nnunet.ORIENTATION)
+        original = nib.load(image)
+        canonical = nib.as_closest_canonical(original)
+        assert np.array_equal(np.asarray(written.dataobj), np.asarray(canonical.dataobj))
+        assert written.get_data_dtype() == original.get_data_dtype()
+        assert np.allclose(written.affine, canonical.affine)
+        # a prediction in nnU-Net's orientation goes back onto the image's exact grid
+        nnunet.restore_grid(out / "labelsTr" / f"{case}.nii.gz", image, tmp_path / f"{case}_back.nii.gz")
+        back = nib.load(tmp_path / f"{case}_back.nii.gz")
+        assert back.shape == original.shape and np.array_equal(back.affine, original.affine)
+        expected = nnunet.read_training_label(label, ORGAN_VALUES, "gt", "error")
+        assert np.array_equal(np.asarray(back.dataobj), expected)
 
 
 def test_dataset_holds_the_training_cases_in_nnunets_format(tmp_path, tiny_cases):
@@ -133,6 +157,43 @@ def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, mon
     assert not (folder / "checkpoint_latest.pth").exists() and "--c" not in calls[0]
 
 
+def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypatch, caplog):
+    # a rerun after new annotators (new preprocessing) or with another seed must train afresh: nnU-Net's
+    # --c would otherwise pick up the old labels' checkpoint_best.pth and call the training done
+    paths = paths_in(tmp_path)
+    splits = tmp_path / "nnunet/preprocessed/Dataset501_samcrowd_gt/splits_final.json"
+    splits.parent.mkdir(parents=True)
+    splits.write_text("[]")
+    folder = nnunet.fold_folder(paths, 501, "gt", "nnUNetTrainer_x", "2d", 0)
+    calls = []
+    monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append((args, env)))
+    monkeypatch.setattr(nnunet, "program", lambda name: name)
+
+    def leave_checkpoints():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
+            with zipfile.ZipFile(folder / name, "w") as archive:
+                archive.writestr("data.pkl", b"weights")
+
+    def train(seed):
+        with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
+            nnunet.train(paths, 501, "gt", "2d", 0, "nnUNetTrainer_x", "cpu", seed=seed)
+        leave_checkpoints()  # as if killed after some epochs
+        return calls[-1]
+
+    args, env = train(seed=0)
+    assert "--c" not in args and env[nnunet.SEED_VARIABLE] == "0"
+    assert "--c" in train(seed=0)[0]  # the same training, killed: continues
+    with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
+        args, env = train(seed=1)  # another seed: afresh
+    assert "--c" not in args and env[nnunet.SEED_VARIABLE] == "1"
+    assert "holds an earlier training (other labels, settings or seed): starting afresh" in caplog.text
+    os.utime(splits, ns=(1, 1))  # preprocessed again (new crowd labels): afresh
+    assert "--c" not in train(seed=1)[0]
+    folder_files = sorted(p.name for p in folder.iterdir())
+    assert folder_files == ["checkpoint_best.pth", "checkpoint_latest.pth", nnunet.TRAINING_RECORD]
+
+
 def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_path, tiny_cases, caplog,
                                                                            monkeypatch):
     start = time.perf_counter()
@@ -171,7 +232,8 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     images = tmp_path / "imagesTs"
     nnunet.test_images([(c, i) for c, i, _ in tiny_cases[4:]], images)
     assert sorted(p.name for p in images.iterdir()) == ["c4_0000.nii.gz", "c5_0000.nii.gz"]
-    predicted = nnunet.predict(images, tmp_path / "predictions", paths, 501, "3d_fullres", trainer, 2, "cpu")
+    predicted = nnunet.predict(images, [(c, i) for c, i, _ in tiny_cases[4:]], tmp_path / "predictions", paths, 501,
+                               "3d_fullres", trainer, 2, "cpu")
     assert [p.name for p in predicted] == ["c4.nii.gz", "c5.nii.gz"]
     prediction, affine = io.load_volume(predicted[0])
     assert prediction.shape == (48, 48, 16) and np.array_equal(affine, io.read_header(tiny_cases[4][1])[1])
