@@ -24,3 +24,15 @@ def test_encoder_pass_benchmark_counts_one_pass_per_slice():
     line = next(l for l in out.splitlines() if l.strip().startswith("samcrowd (cached)"))
     assert line.split()[2] == "48"  # the default phantom exports 48 slices
     assert "ratio naive/samcrowd" in out
+
+
+def test_real_ct_segmenter_benchmark_prints_every_method_and_profile():
+    out = bench("segmenters_real.py", "--every", "8")
+    for line in ("tight         litemedsam", "tight + 2 px  random_walker", "unreliable    box"):
+        assert line in out, out
+    assert "litemedsam image encoder: openvino" in out
+
+
+def test_cpu_speed_benchmark_reports_the_ratio_and_the_mask_agreement():
+    out = bench("litemedsam_cpu.py", "--every", "10", "--rounds", "1")
+    assert "throughput ratio openvino / torch:" in out and "mask agreement, Dice per box" in out
