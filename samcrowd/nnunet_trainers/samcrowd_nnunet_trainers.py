@@ -11,9 +11,10 @@ foreground class (nnU-Net draws a third so): with AdamW at lr 3e-3 and nnU-Net's
 demo's crowd-label model never switched the left kidney on in 600 iterations (validation pseudo
 Dice 0 in every epoch of both folds, test Dice 0.00); at lr 1e-2 with every sample on foreground,
 all five organs were on by epoch 6 of 15. Checkpoints are written every epoch so a killed job
-resumes (`--c`). They seed Python, NumPy and torch with `nnunet.seed` + fold (passed in the
-environment by `samcrowd.nnunet.train`), so with augmentation in the training process
-(`nnunet.deterministic`) two runs train identical weights.
+resumes (`--c`); the fold's validation cases are not predicted after training. They seed Python,
+NumPy and torch with `nnunet.seed` + fold (passed in the environment by `samcrowd.nnunet.train`),
+so with augmentation in the training process (`nnunet.deterministic`) two runs train identical
+weights.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, initial_patch_size, None
 
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """Skip predicting each fold's validation cases after training: the workflow never reads them
+        (it scores the test split), and on a CPU they cost about 20 s per fold of the demo."""
+        self.print_to_log_file("samcrowd: validation of the fold's held-out cases skipped (the workflow "
+                               "scores the test split)")
+
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
@@ -100,7 +107,7 @@ class nnUNetTrainer_samcrowdTiny(_SamcrowdShortTrainer):
 
 class nnUNetTrainer_samcrowdDemo(_SamcrowdShortTrainer):
     """For the embedded demo on a CPU: 15 epochs of 40 iterations, batches of at most 6,
-    1/4 of the features (about 2 minutes per 2d fold of the phantom on 2 cores)."""
+    1/4 of the features (about 2 minutes per 2d fold of the demo phantom on 2 cores)."""
 
     EPOCHS = 15
     ITERATIONS = 40
