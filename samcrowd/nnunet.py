@@ -43,6 +43,9 @@ TEST_DICE_COLUMNS = ["source", "case", "organ", "dice", "n_ref", "n_pred"]
 
 #: The environment variable through which samcrowd's trainers get `nnunet.seed`.
 SEED_VARIABLE = "SAMCROWD_NNUNET_SEED"
+#: The environment variable through which samcrowd's trainers get the job's thread count (nnUNetv2_train
+#: itself sets torch to every core of the machine on a CPU).
+THREADS_VARIABLE = "SAMCROWD_NNUNET_THREADS"
 
 
 def dataset_name(dataset_id: int, source: str) -> str:
@@ -65,6 +68,7 @@ def environment(paths: dict[str, str], processes: int = 1, base: dict[str, str] 
         "nnUNet_def_n_proc": str(processes),
         # at least 1: nnU-Net's planner passes this number to torch.set_num_threads
         "nnUNet_n_proc_DA": str(max(1, processes - 1) if augmentation_workers is None else augmentation_workers),
+        THREADS_VARIABLE: str(processes),
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -254,7 +258,8 @@ def train(paths: dict[str, str], dataset_id: int, source: str, configuration: st
     """Train one fold; continue from checkpoint_latest.pth when a killed run of the same training
     (`TRAINING_RECORD`) left one, start afresh when the checkpoints are an earlier training's.
 
-    `deterministic`: augmentation in the training process (see `environment`), for repeatable models.
+    `deterministic`: augmentation in the training process (see `environment`) and torch on one thread
+    (samcrowd's trainers), for repeatable models.
     `seed`: seeds samcrowd's trainers (weights and sampling; `SEED_VARIABLE`); nnU-Net's own ignore it.
     """
     folder = fold_folder(paths, dataset_id, source, trainer, configuration, fold)
@@ -282,6 +287,8 @@ def train(paths: dict[str, str], dataset_id: int, source: str, configuration: st
     io.write_json(recorded, record)
     env = environment(paths, processes, augmentation_workers=0 if deterministic else None)
     env[SEED_VARIABLE] = str(seed)
+    if deterministic:  # multi-threaded CPU kernels round differently when the threads are descheduled
+        env[THREADS_VARIABLE] = "1"
     run(args, env, f"training {dataset_name(dataset_id, source)} fold {fold}")
     if not final.exists():
         raise SamcrowdError("nnU-Net finished without writing checkpoint_final.pth", folder)

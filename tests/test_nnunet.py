@@ -121,6 +121,7 @@ def test_environment_points_nnunet_at_its_folders_and_our_trainers(tmp_path):
     assert env["nnUNet_raw"] == str((tmp_path / "nnunet/raw").resolve())
     assert env["nnUNet_extTrainer"].split(os.pathsep) == [str(nnunet.TRAINERS), "/elsewhere"]
     assert (env["nnUNet_def_n_proc"], env["nnUNet_n_proc_DA"]) == ("3", "2")
+    assert env[nnunet.THREADS_VARIABLE] == "3"  # samcrowd's trainers use the job's threads, not every core
     assert nnunet.environment(paths_in(tmp_path), processes=1)["nnUNet_n_proc_DA"] == "1"
     # deterministic training: augmentation in the trainer's own process
     assert nnunet.environment(paths_in(tmp_path), processes=3, augmentation_workers=0)["nnUNet_n_proc_DA"] == "0"
@@ -192,6 +193,20 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
     assert "--c" not in train(seed=1)[0]
     folder_files = sorted(p.name for p in folder.iterdir())
     assert folder_files == ["checkpoint_best.pth", "checkpoint_latest.pth", nnunet.TRAINING_RECORD]
+
+
+def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_path, monkeypatch):
+    # nnUNetv2_train on a CPU would use every core of the node; several threads on a busy CPU round
+    # differently from run to run, so nnunet.deterministic trains on one
+    calls = []
+    monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append(env))
+    monkeypatch.setattr(nnunet, "program", lambda name: name)
+    for deterministic in (False, True):
+        with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
+            nnunet.train(paths_in(tmp_path), 501, "gt", "2d", 0, "nnUNetTrainer_x", "cpu", processes=4,
+                         deterministic=deterministic)
+    assert [env[nnunet.THREADS_VARIABLE] for env in calls] == ["4", "1"]
+    assert [env["nnUNet_n_proc_DA"] for env in calls] == ["3", "0"]
 
 
 def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_path, tiny_cases, caplog,

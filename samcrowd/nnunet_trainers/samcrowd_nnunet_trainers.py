@@ -13,8 +13,11 @@ Dice 0 in every epoch of both folds, test Dice 0.00); at lr 1e-2 with every samp
 all five organs were on by epoch 6 of 15. Checkpoints are written every epoch so a killed job
 resumes (`--c`); the fold's validation cases are not predicted after training. They seed Python,
 NumPy and torch with `nnunet.seed` + fold (passed in the environment by `samcrowd.nnunet.train`),
-so with augmentation in the training process (`nnunet.deterministic`) two runs train identical
-weights.
+so with `nnunet.deterministic` (augmentation in the training process, torch on one thread) two
+runs train identical weights. They use the job's threads (`THREADS_VARIABLE`), not every core
+(nnUNetv2_train's CPU default). Why one thread for repeatable models: two trainings side by side on
+2 cores, each on 2 threads, trained different weights in 7 of 44 runs of the tiny test trainer (2 of 22
+with oneDNN's deterministic kernels); on one thread each, 20 of 20 were identical.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-from samcrowd.nnunet import SEED_VARIABLE
+from samcrowd.nnunet import SEED_VARIABLE, THREADS_VARIABLE
 
 
 class _SamcrowdShortTrainer(nnUNetTrainer):
@@ -56,6 +59,9 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+        if os.environ.get(THREADS_VARIABLE):
+            torch.set_num_threads(int(os.environ[THREADS_VARIABLE]))
+        self.print_to_log_file(f"samcrowd: seed {seed}, torch on {torch.get_num_threads()} thread(s)")
         self.num_epochs = self.EPOCHS
         self.num_iterations_per_epoch = self.ITERATIONS
         self.num_val_iterations_per_epoch = self.VALIDATION_ITERATIONS
