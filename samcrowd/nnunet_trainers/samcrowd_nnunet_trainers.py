@@ -15,9 +15,8 @@ resumes (`--c`); the fold's validation cases are not predicted after training. T
 NumPy and torch with `nnunet.seed` + fold (passed in the environment by `samcrowd.nnunet.train`),
 so with `nnunet.deterministic` (augmentation in the training process, torch on one thread) two
 runs train identical weights. They use the job's threads (`THREADS_VARIABLE`), not every core
-(nnUNetv2_train's CPU default). Why one thread for repeatable models: two trainings side by side on
-2 cores, each on 2 threads, trained different weights in 7 of 44 runs of the tiny test trainer (2 of 22
-with oneDNN's deterministic kernels); on one thread each, 20 of 20 were identical.
+(nnUNetv2_train's CPU default). Why one thread for repeatable models: several threads on a busy CPU
+round differently from run to run (measured in the README, "Repeatability").
 """
 
 from __future__ import annotations
