@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from samcrowd import boxes, crowd, export, io
+from samcrowd.config import check_config
+from samcrowd.openlabeling import PRESETS
+from samcrowd.phantom import LABELS, PhantomSettings, make_case
 
-from samcrowd import boxes, crowd, export, io  # noqa: E402
-from samcrowd.config import check_config  # noqa: E402
-from samcrowd.openlabeling import PRESETS  # noqa: E402
-from samcrowd.phantom import LABELS, PhantomSettings, make_case  # noqa: E402
+#: The checkout the benchmarks belong to (its Snakefile, configs and test data).
+REPO = Path(__file__).resolve().parents[1]
 
 ORGANS = ["spleen", "right_kidney", "left_kidney", "liver", "aorta"]
 

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from samcrowd import litemedsam  # noqa: E402
-from samcrowd.segmenters import build_sam  # noqa: E402
+from samcrowd import litemedsam
+from samcrowd.segmenters import build_sam
 
 
 def main() -> None:

@@ -56,7 +56,6 @@ def one_study(args) -> tuple[float, float, str, str]:
         if args.segmenter == "tiny-sam":
             import torch
 
-            sys.path.insert(0, str(REPO))
             from samcrowd.segmenters import build_test_sam
 
             torch.manual_seed(0)

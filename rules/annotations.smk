@@ -21,7 +21,7 @@ if config["annotations"]["source"] == "simulate":
             mem_mb=scaled(2000),
             runtime=scaled(10),
         conda:
-            "../envs/core.yaml"
+            "../envs/samcrowd.yaml"
         script:
             "../scripts/simulate_crowd.py"
 
@@ -45,6 +45,6 @@ rule boxes:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/boxes.py"

@@ -1,9 +1,9 @@
 # Config validation, the case table and input functions shared by all stages.
 
 import os
-import sys
 
-sys.path.insert(0, workflow.basedir)  # scripts and the Snakefile use this checkout's samcrowd
+# envs/samcrowd.yaml installs samcrowd from the workflow's checkout: pip expands this variable there
+os.environ.setdefault("SAMCROWD_SOURCE", workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
@@ -168,29 +168,34 @@ EVALUATED = [c for c in ANNOTATED if CASES.loc[c, "label"]]  # annotated cases w
 
 
 def annotator_masks(case):
-    """Every annotator's mask volume of a case. Its coverage table (`masks.coverage_path`) comes
-    from the same job, so it is not listed: at 1,000 cases x 10 annotators, each listed file
-    costs Snakemake's planning about 0.1 ms."""
+    """Every annotator's mask volume of a case (in ANNOTATORS' order)."""
     return [f"results/masks/{case}/{a}.nii.gz" for a in ANNOTATORS]
 
 
+def annotator_coverage(case):
+    """Every annotator's coverage table of a case (in ANNOTATORS' order), written by the masks job."""
+    return [f"results/masks/{case}/{a}.coverage.tsv" for a in ANNOTATORS]
+
+
 def quality_inputs(wildcards):
-    """Every annotator's boxes and masks on every annotated case."""
+    """Every annotator's boxes, masks and coverage on every annotated case, in QUALITY_PAIRS' order."""
     return {
-        "tables": expand(
-            "results/boxes/{case}/{annotator}.tsv", case=ANNOTATED, annotator=ANNOTATORS
-        ),
-        "volumes": expand(
-            "results/masks/{case}/{annotator}.nii.gz", case=ANNOTATED, annotator=ANNOTATORS
-        ),
-        "manifests": expand("results/slices/{case}.manifest.json", case=ANNOTATED),
+        "tables": [f"results/boxes/{c}/{a}.tsv" for c, a in QUALITY_PAIRS],
+        "volumes": [f"results/masks/{c}/{a}.nii.gz" for c, a in QUALITY_PAIRS],
+        "coverage": [f"results/masks/{c}/{a}.coverage.tsv" for c, a in QUALITY_PAIRS],
+        "manifests": [f"results/slices/{c}.manifest.json" for c in ANNOTATED],
     }
+
+
+#: (case, annotator) of every annotated case and annotator: the quality job's inputs, in order.
+QUALITY_PAIRS = [(c, a) for c in ANNOTATED for a in ANNOTATORS]
 
 
 def fuse_inputs(wildcards):
     """The case's masks of all annotators (and the quality table when flagged ones are dropped)."""
     files = {
         "volumes": annotator_masks(wildcards.case),
+        "coverage": annotator_coverage(wildcards.case),
         "manifest": f"results/slices/{wildcards.case}.manifest.json",
         "image": case_image(wildcards),
     }
@@ -203,6 +208,7 @@ def evaluate_inputs(wildcards):
     return {
         "label": LABEL_OF[wildcards.case],
         "volumes": annotator_masks(wildcards.case),
+        "coverage": annotator_coverage(wildcards.case),
         "stacked": f"results/labels/stacked/{wildcards.case}.nii.gz",
         "crowd": f"results/labels/crowd/{wildcards.case}.nii.gz",
         "fusion": f"results/labels/fusion/{wildcards.case}.tsv",

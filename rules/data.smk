@@ -18,7 +18,7 @@ if config["data"]["source"] == "phantom":
             mem_mb=scaled(2000),
             runtime=scaled(30),
         conda:
-            "../envs/core.yaml"
+            "../envs/samcrowd.yaml"
         script:
             "../scripts/phantom.py"
 
@@ -36,6 +36,6 @@ rule check_case:
         mem_mb=scaled(500),
         runtime=scaled(5),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/check_case.py"

@@ -21,7 +21,7 @@ rule evaluate_case:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/evaluate_case.py"
 
@@ -64,6 +64,6 @@ rule evaluate:
         mem_mb=scaled(2000),
         runtime=scaled(10),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/evaluate.py"

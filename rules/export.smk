@@ -21,6 +21,6 @@ rule export_slices:
         mem_mb=scaled(2000),
         runtime=scaled(10),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/export_slices.py"

@@ -13,6 +13,8 @@ rule quality:
         ),
     params:
         organs=list(config["organs"]),
+        pairs=QUALITY_PAIRS,
+        cases=ANNOTATED,
         method=config["fusion"]["method"],
         absent=config["fusion"]["absent"],
         threshold=config["quality"]["threshold"],
@@ -23,7 +25,7 @@ rule quality:
         mem_mb=scaled(4000),
         runtime=scaled(60),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/quality.py"
 
@@ -49,6 +51,6 @@ rule fuse:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/fuse.py"

@@ -22,7 +22,7 @@ rule nnunet_dataset:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     conda:
-        "../envs/nnunet.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_dataset.py"
 
@@ -42,7 +42,7 @@ rule nnunet_test_images:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     conda:
-        "../envs/nnunet.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_test_images.py"
 
@@ -66,7 +66,7 @@ rule nnunet_preprocess:
         mem_mb=scaled(16000),
         runtime=scaled(240),
     conda:
-        "../envs/nnunet.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_preprocess.py"
 
@@ -96,7 +96,7 @@ rule nnunet_train:
         mem_mb=scaled(config["nnunet"]["train_resources"]["mem_mb"]),
         runtime=scaled(config["nnunet"]["train_resources"]["runtime"]),
     conda:
-        "../envs/nnunet.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_train.py"
 
@@ -125,7 +125,7 @@ rule nnunet_predict:
         mem_mb=scaled(16000),
         runtime=scaled(120),
     conda:
-        "../envs/nnunet.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_predict.py"
 
@@ -153,6 +153,6 @@ rule nnunet_evaluate:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     conda:
-        "../envs/nnunet.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_evaluate.py"

@@ -17,7 +17,7 @@ rule segmenter:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     conda:
-        "../envs/sam.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/segmenter.py"
 
@@ -39,7 +39,7 @@ if USES_ENCODER_IR:
             mem_mb=scaled(4000),
             runtime=scaled(15),
         conda:
-            "../envs/sam.yaml"
+            "../envs/samcrowd.yaml"
         script:
             "../scripts/litemedsam_encoder.py"
 
@@ -63,7 +63,7 @@ if USES_EMBEDDING:
             mem_mb=scaled(16000),
             runtime=scaled(120),
         conda:
-            "../envs/sam.yaml"
+            "../envs/samcrowd.yaml"
         script:
             "../scripts/embed.py"
 
@@ -87,6 +87,6 @@ rule masks:
         mem_mb=scaled(8000 if USES_EMBEDDING else 2000),
         runtime=scaled(60),
     conda:
-        "../envs/sam.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/masks.py"

@@ -33,7 +33,7 @@ rule stats:
         mem_mb=scaled(1000),
         runtime=scaled(10),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/stats.py"
 
@@ -58,7 +58,7 @@ rule provenance:
         mem_mb=scaled(1000),
         runtime=scaled(5),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/provenance.py"
 
@@ -85,7 +85,7 @@ rule figure_test_dice:
         mem_mb=scaled(1000),
         runtime=scaled(5),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/figure_test_dice.py"
 
@@ -111,7 +111,7 @@ rule figure_annotation_dice:
         mem_mb=scaled(1000),
         runtime=scaled(5),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/figure_annotation_dice.py"
 
@@ -136,7 +136,7 @@ rule figure_annotators:
         mem_mb=scaled(1000),
         runtime=scaled(5),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/figure_annotators.py"
 
@@ -169,6 +169,6 @@ rule figure_overlay:
         mem_mb=scaled(2000),
         runtime=scaled(5),
     conda:
-        "../envs/core.yaml"
+        "../envs/samcrowd.yaml"
     script:
         "../scripts/figure_overlay.py"

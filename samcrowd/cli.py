@@ -16,11 +16,11 @@ from samcrowd.errors import SamcrowdError
 
 
 def _btcv_sheet(args: argparse.Namespace) -> int:
-    preset = config.load_yaml(args.preset)
+    preset = config.load_dataset("btcv") if args.preset is None else config.load_yaml(args.preset)
     if not isinstance(preset, dict) or "dataset" not in preset:
         raise SamcrowdError("no 'dataset' section in this preset", args.preset)
     config.validate(preset["dataset"], config.load_schema("config")["properties"]["dataset"], "preset: dataset",
-                    str(args.preset))
+                    args.preset)
     table = cases.btcv_sheet(args.folder, preset["dataset"])
     text = table.to_csv(sep="\t", index=False, lineterminator="\n")
     if args.output == "-":
@@ -41,7 +41,7 @@ def _check_sheet(args: argparse.Namespace) -> int:
 
 
 def _boxes(args: argparse.Namespace) -> int:
-    settings = config.check_config(config.load_yaml(args.config))
+    settings = config.check_config({} if args.config is None else config.load_yaml(args.config))
     organs = list(settings["organs"])
     naming = openlabeling.PRESETS[args.preset]
     folder = Path(args.folder)
@@ -84,8 +84,8 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("btcv-sheet", help="write a case sheet for a BTCV folder (the published split)")
     b.add_argument("folder", help="folder holding img00XX.nii.gz and label00XX.nii.gz (searched recursively)")
     b.add_argument("-o", "--output", default="-", help="output TSV (default: standard output)")
-    b.add_argument("--preset", default=str(config.REPO / "config" / "btcv.yaml"),
-                   help="preset with a 'dataset' section (default: config/btcv.yaml)")
+    b.add_argument("--preset", help="YAML file with a 'dataset' section (default: BTCV's layout and published "
+                   "split, shipped with samcrowd)")
     b.set_defaults(func=_btcv_sheet)
 
     x = sub.add_parser("boxes", help="print the box table (TSV) of an OpenLabeling folder or campaign")
@@ -93,8 +93,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--preset", choices=sorted(openlabeling.PRESETS), default="project",
                    help="file naming and PNG orientation (default: project; the published campaign: med2image)")
     x.add_argument("--manifests", help="folder of *.manifest.json from the export (needed for the project naming)")
-    x.add_argument("--config", default=str(config.REPO / "config.yaml"),
-                   help="config giving the organs and class names (default: the embedded config.yaml)")
+    x.add_argument("--config", help="config giving the organs and class names (default: the schema's defaults)")
     x.set_defaults(func=_boxes)
 
     m = sub.add_parser("compare", help="compare two per-case Dice tables (mean ± SD, Wilcoxon signed-rank p)")

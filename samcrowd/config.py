@@ -1,6 +1,6 @@
 """Configuration: JSON-Schema validation with defaults, and one-line errors naming the key.
 
-The schemas in schemas/ are the single description of every setting (type, range,
+The schemas (package data in samcrowd/schemas/) are the single description of every setting (type, range,
 default, meaning). `validate` fills in defaults and, on the first problem, raises a
 SamcrowdError such as ``config: key 'export.every': 0 is less than the minimum of 1``.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,6 @@ import yaml
 
 from samcrowd.errors import SamcrowdError
 
-#: The checkout this library lives in (the workflow's root for an editable install).
-REPO = Path(__file__).resolve().parents[1]
-SCHEMAS = REPO / "schemas"
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -36,8 +34,13 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """One of the project's schemas by name ('config' or 'cases')."""
-    return load_yaml(SCHEMAS / f"{name}.schema.yaml")
+    """One of the package's schemas by name ('config' or 'cases')."""
+    return yaml.safe_load(resources.files("samcrowd.schemas").joinpath(f"{name}.schema.yaml").read_text("utf-8"))
+
+
+def load_dataset(name: str) -> dict[str, Any]:
+    """A public dataset's layout shipped with the package (its `dataset` section), e.g. 'btcv'."""
+    return yaml.safe_load(resources.files("samcrowd.datasets").joinpath(f"{name}.yaml").read_text("utf-8"))
 
 
 def _defaults_filling(cls):

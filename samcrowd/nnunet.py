@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 import os
 import re
 import shutil
@@ -34,7 +35,8 @@ from samcrowd.metrics import label_counts
 
 log = logging.getLogger(__name__)
 
-TRAINERS = Path(__file__).resolve().parent / "nnunet_trainers"
+#: The folder of samcrowd's nnU-Net trainers (nnU-Net finds trainers by scanning folders: nnUNet_extTrainer).
+TRAINERS = Path(str(resources.files("samcrowd.nnunet_trainers")))
 SOURCES = ("gt", "crowd", "stacked")
 #: The orientation of every volume nnU-Net sees (nibabel's axis code; its closest-canonical one).
 ORIENTATION = "RAS"

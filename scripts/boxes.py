@@ -1,8 +1,4 @@
 # Snakemake entry point: one annotator's OpenLabeling files for one case -> box table.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import boxes, workflow
 
 p = snakemake.params

@@ -1,8 +1,4 @@
 # Snakemake entry point: check a case's image and label headers.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import cases, io, workflow
 
 

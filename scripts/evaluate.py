@@ -1,8 +1,4 @@
 # Snakemake entry point: collect the Dice tables and write Table 1 (left).
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import evaluation, workflow
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params

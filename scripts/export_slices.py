@@ -1,8 +1,4 @@
 # Snakemake entry point: export a case's axial slices as PNGs with a manifest.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import export, workflow
 
 p = snakemake.params

@@ -1,8 +1,4 @@
 # Snakemake entry point: annotator reliability plot.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 import pandas as pd
 
 from samcrowd import figures, workflow

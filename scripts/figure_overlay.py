@@ -1,8 +1,4 @@
 # Snakemake entry point: axial/coronal/sagittal overlays of one case.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import figures, workflow
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params

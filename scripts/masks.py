@@ -1,8 +1,4 @@
 # Snakemake entry point: decode one annotator's boxes on one case.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import masks, workflow
 
 

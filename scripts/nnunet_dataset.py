@@ -1,8 +1,4 @@
 # Snakemake entry point: one label source's training cases as an nnU-Net raw dataset.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import nnunet, workflow
 
 i, p = snakemake.input, snakemake.params

@@ -1,8 +1,4 @@
 # Snakemake entry point: test-set Dice of every source's model.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import io, nnunet, workflow
 
 i, p = snakemake.input, snakemake.params

@@ -1,8 +1,4 @@
 # Snakemake entry point: predict the test split with a source's fold ensemble.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import nnunet, workflow
 
 p = snakemake.params

@@ -1,8 +1,4 @@
 # Snakemake entry point: plan and preprocess a dataset, write the fold split.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import nnunet, workflow
 
 p = snakemake.params

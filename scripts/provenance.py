@@ -1,8 +1,4 @@
 # Snakemake entry point: the provenance table of the report.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import provenance, workflow
 
 o = snakemake.output

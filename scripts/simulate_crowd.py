@@ -1,8 +1,4 @@
 # Snakemake entry point: write one simulated annotator's OpenLabeling folder.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import crowd, workflow
 
 p = snakemake.params

@@ -1,8 +1,4 @@
 # Snakemake entry point: Table 1 and the test-Dice comparison.
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from samcrowd import stats, workflow
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from samcrowd import cases, io
-from samcrowd.config import REPO, load_yaml
+from samcrowd.config import load_dataset
 from samcrowd.errors import SamcrowdError
 
 AFFINE = np.diag([-0.8, 0.8, 3.0, 1.0])
@@ -124,7 +124,7 @@ def test_absurd_or_broken_headers_are_refused_before_reading_data(project):
 @pytest.fixture
 def btcv_folder(tmp_path):
     """A folder laid out like the BTCV download (RawData/Training/img and .../label)."""
-    dataset = load_yaml(REPO / "config/btcv.yaml")["dataset"]
+    dataset = load_dataset("btcv")["dataset"]
     for number in dataset["split"]["train"] + dataset["split"]["test"]:
         for kind, sub in (("image", "img"), ("label", "label")):
             path = tmp_path / "RawData/Training" / sub / dataset[kind].format(id=number)

@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from samcrowd.config import REPO, check_config, load_schema, load_yaml, validate
+from conftest import REPO
+from samcrowd.config import check_config, load_dataset, load_schema, load_yaml, validate
 from samcrowd.errors import SamcrowdError
 
 
@@ -14,8 +15,9 @@ def test_embedded_default_and_btcv_preset_are_valid():
     check_config(load_yaml(REPO / "config.yaml"))
     btcv = check_config(load_yaml(REPO / "config/btcv.yaml"))
     assert btcv["organs"] == {"spleen": 1, "right_kidney": 2, "left_kidney": 3, "liver": 6, "aorta": 8}
-    assert btcv["dataset"]["split"]["train"] == [1, 2, 7, 10, 21, 23, 24, 27, 28, 29, 30, 32, 33, 34, 40]
-    assert btcv["dataset"]["split"]["test"] == [3, 4, 5, 6, 8, 9, 22, 25, 26, 31, 35, 36, 37, 38, 39]
+    layout = validate(load_dataset("btcv")["dataset"], load_schema("config")["properties"]["dataset"], "dataset")
+    assert layout["split"]["train"] == [1, 2, 7, 10, 21, 23, 24, 27, 28, 29, 30, 32, 33, 34, 40]
+    assert layout["split"]["test"] == [3, 4, 5, 6, 8, 9, 22, 25, 26, 31, 35, 36, 37, 38, 39]
 
 
 def test_schema_defaults_equal_config_yaml_except_the_demos_nnunet_budget():

@@ -226,7 +226,7 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 6 short epochs, a checkpoint every epoch
     nnunet.train(paths, 501, "gt", "3d_fullres", 0, trainer, "cpu")
     folder = nnunet.fold_folder(paths, 501, "gt", trainer, "3d_fullres", 1)
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from samcrowd import nnunet; "
+    code = ("from samcrowd import nnunet; "
             f"nnunet.train({paths!r}, 501, 'gt', '3d_fullres', 1, {trainer!r}, 'cpu')")
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
