@@ -49,7 +49,8 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
     geometry = {c: export.load_manifest(tmp / f"{c}.json")[1] for c in per_case}
     q = quality.annotator_quality(pd.concat(tables), {c: (geometry[c], [fusion.Annotation.load(a, *p) for a, p in
                                                                          m.items()]) for c, m in per_case.items()},
-                                  ORGANS, threshold=config["quality"]["threshold"])
+                                  ORGANS, method="majority", absent=config["fusion"]["absent"],
+                                  threshold=config["quality"]["threshold"])
     flagged = set(q.annotator[q.flagged])
     rows = []
     for case, m in per_case.items():

@@ -25,13 +25,9 @@ from _common import REPO
 from samcrowd import crowd, export, io, segmenters
 from samcrowd.config import check_config, load_yaml
 from samcrowd.geometry import mask_bbox
+from samcrowd.metrics import dice
 
 SCAN = REPO / "tests" / "data" / "totalseg-example"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = float(a.sum() + b.sum())
-    return 2 * float((a & b).sum()) / total if total else float("nan")
 
 
 def make_segmenters(args, folder: Path) -> dict[str, segmenters.Segmenter]:

@@ -13,13 +13,14 @@ from samcrowd import litemedsam, phantom, segmenters
 from samcrowd.config import check_config
 from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
+from samcrowd.identifiers import IDENTIFIER
 from samcrowd.boxes import discover_annotators
 from samcrowd.evaluation import RESERVED_SOURCES
 
 
 wildcard_constraints:
-    case="[A-Za-z0-9][A-Za-z0-9_-]*",
-    annotator="[A-Za-z0-9][A-Za-z0-9_-]*",
+    case=IDENTIFIER,
+    annotator=IDENTIFIER,
     dataset=r"Dataset\d{3}_samcrowd_(gt|crowd|stacked)",
     source="gt|crowd|stacked",
     fold=r"\d+",
@@ -224,7 +225,7 @@ NNUNET_SOURCES = list(config["nnunet"]["sources"])
 NNUNET_IDS = config["nnunet"]["dataset_ids"]
 DATASET_OF = {s: nnunet_lib.dataset_name(NNUNET_IDS[s], s) for s in NNUNET_SOURCES}
 SOURCE_OF = {name: s for s, name in DATASET_OF.items()}
-NNUNET_TRAINER_FOLDER = f"{config['nnunet']['trainer']}__nnUNetPlans__{config['nnunet']['configuration']}"
+NNUNET_TRAINER_FOLDER = nnunet_lib.trainer_folder(config["nnunet"]["trainer"], config["nnunet"]["configuration"])
 NNUNET_GPU = 0 if config["nnunet"]["device"] == "cpu" else 1
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from samcrowd.errors import SamcrowdError
+from samcrowd.identifiers import IDENTIFIER
 from samcrowd.io import read_json, write_tsv
 from samcrowd.geometry import SliceGeometry
 from samcrowd.openlabeling import PRESETS, Naming, normalise_class, read_class_list, read_slice, scan_folder
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["case", "annotator", "organ", "slice", "x0", "y0", "x1", "y1", "i0", "i1", "j0", "j1", "k0", "k1",
            "file", "line"]
-ANNOTATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+ANNOTATOR_NAME = re.compile(IDENTIFIER)
 INT_COLUMNS = ["slice", "x0", "y0", "x1", "y1", "i0", "i1", "j0", "j1", "k0", "k1", "line"]
 
 

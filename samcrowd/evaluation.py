@@ -19,7 +19,8 @@ import pandas as pd
 from samcrowd import io
 from samcrowd.fusion import Annotation
 from samcrowd.geometry import SliceGeometry
-from samcrowd.metrics import label_counts
+from samcrowd.metrics import dice_from_counts, label_counts
+from samcrowd.stats import mean_sd
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,6 @@ def read_expert_label(path: str | Path, organs: dict[str, int], other_labels: st
     return dense_labels(label, organs)
 
 
-def _dice(tp: int, n_ref: int, n_pred: int) -> float:
-    return float("nan") if n_ref + n_pred == 0 else 2.0 * tp / (n_ref + n_pred)
-
-
 def evaluate_case(case: str, label_path: str | Path, organs: dict[str, int], geometry: SliceGeometry,
                   annotators: dict[str, tuple[str | Path, str | Path]], stacked_path: str | Path,
                   crowd_path: str | Path | None, fusion_table_path: str | Path, other_labels: str = "error"
@@ -83,7 +80,7 @@ def evaluate_case(case: str, label_path: str | Path, organs: dict[str, int], geo
                 exclusions.append({"case": case, "organ": organ, "source": source, "reason": reason})
                 continue
             tp, n_ref, n_pred = counts[v]
-            volume_rows.append({"case": case, "organ": organ, "source": source, "dice": _dice(tp, n_ref, n_pred),
+            volume_rows.append({"case": case, "organ": organ, "source": source, "dice": dice_from_counts(tp, n_ref, n_pred),
                                 "n_ref": n_ref, "n_pred": n_pred})
             if source == "completed":
                 continue  # completion adds slices; on the annotated ones it equals the fusion
@@ -91,14 +88,9 @@ def evaluate_case(case: str, label_path: str | Path, organs: dict[str, int], geo
                 r, p = geometry.extract(reference, k) == v, geometry.extract(volume, k) == v
                 tp_k, nr, npred = int(np.count_nonzero(r & p)), int(np.count_nonzero(r)), int(np.count_nonzero(p))
                 slice_rows.append({"case": case, "organ": organ, "source": source, "slice": k,
-                                   "dice": _dice(tp_k, nr, npred), "n_ref": nr, "n_pred": npred})
+                                   "dice": dice_from_counts(tp_k, nr, npred), "n_ref": nr, "n_pred": npred})
     return (pd.DataFrame(slice_rows, columns=SLICE_COLUMNS), pd.DataFrame(volume_rows, columns=VOLUME_COLUMNS),
             pd.DataFrame(exclusions, columns=EXCLUSION_COLUMNS))
-
-
-def _mean_sd(values: pd.Series) -> tuple[float, float, int]:
-    v = values.dropna()
-    return (float(v.mean()) if len(v) else np.nan, float(v.std(ddof=1)) if len(v) > 1 else np.nan, int(len(v)))
 
 
 def annotation_table(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str]) -> pd.DataFrame:
@@ -122,7 +114,7 @@ def annotation_table(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[s
             else:
                 values = series.xs(organ, level="organ") if organ in series.index.get_level_values("organ") \
                     else pd.Series(dtype=float)
-            mean, sd, n = _mean_sd(values)
+            mean, sd, n = mean_sd(values)
             row[f"{measure}_mean"], row[f"{measure}_sd"], row[f"{measure}_n"] = mean, sd, n
         rows.append(row)
     return pd.DataFrame(rows)

@@ -55,14 +55,15 @@ class Annotation:
         return set(int(k) for k in rows.slice)
 
 
-def staple_probability(votes: np.ndarray) -> np.ndarray:
-    """SimpleITK STAPLE over binary 2D masks (raters x H x W): the posterior foreground probability."""
+def staple(votes: np.ndarray) -> tuple[np.ndarray, "SimpleITK.STAPLEImageFilter"]:
+    """SimpleITK STAPLE over binary 2D masks (raters x H x W): the posterior foreground probability,
+    and the filter that ran (its per-rater sensitivity and specificity)."""
     import SimpleITK as sitk
 
     images = [sitk.GetImageFromArray(v.astype(np.uint8)) for v in votes]
-    staple = sitk.STAPLEImageFilter()
-    staple.SetForegroundValue(1.0)
-    return sitk.GetArrayFromImage(staple.Execute(images)).astype(np.float64)
+    staple_filter = sitk.STAPLEImageFilter()
+    staple_filter.SetForegroundValue(1.0)
+    return sitk.GetArrayFromImage(staple_filter.Execute(images)).astype(np.float64), staple_filter
 
 
 def vote(votes: np.ndarray, method: str) -> np.ndarray:
@@ -70,7 +71,7 @@ def vote(votes: np.ndarray, method: str) -> np.ndarray:
     if len(votes) == 1 or method == "majority" or not votes.any():
         support = votes.mean(axis=0)
     elif method == "staple":
-        support = staple_probability(votes)
+        support, _ = staple(votes)
     else:
         raise SamcrowdError(f"unknown fusion method '{method}'")
     return np.where(support >= 0.5, support, 0.0)

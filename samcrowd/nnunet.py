@@ -31,7 +31,8 @@ from samcrowd import io
 from samcrowd.errors import SamcrowdError
 from samcrowd.evaluation import read_expert_label
 from samcrowd.geometry import orientation_code, reorient
-from samcrowd.metrics import label_counts
+from samcrowd.devices import resolve_device
+from samcrowd.metrics import dice_from_counts, label_counts
 
 log = logging.getLogger(__name__)
 
@@ -222,21 +223,14 @@ def preprocess(raw_dataset: str | Path, paths: dict[str, str], dataset_id: int, 
     return splits
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> cuda when torch sees a GPU, else cpu; cuda without a GPU is an error."""
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SamcrowdError("nnunet.device is cuda but torch sees no CUDA device on this machine")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def fold_folder(paths: dict[str, str], dataset_id: int, source: str, trainer: str, configuration: str,
                 fold: int) -> Path:
-    return (Path(paths["results"]) / dataset_name(dataset_id, source) / f"{trainer}__nnUNetPlans__{configuration}"
-            / f"fold_{fold}")
+    return Path(paths["results"]) / dataset_name(dataset_id, source) / trainer_folder(trainer, configuration) / f"fold_{fold}"
+
+
+def trainer_folder(trainer: str, configuration: str) -> str:
+    """nnU-Net's results subfolder of a trainer, its (default) plans and a configuration."""
+    return f"{trainer}__nnUNetPlans__{configuration}"
 
 
 #: Written next to a fold's checkpoints when its training starts: what the training was of. A rerun
@@ -268,7 +262,7 @@ def train(paths: dict[str, str], dataset_id: int, source: str, configuration: st
     final = folder / "checkpoint_final.pth"
     record = training_record(paths, dataset_id, source, configuration, trainer, deterministic, seed)
     args = [program("nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
-            "-device", resolve_device(device)]
+            "-device", resolve_device(device, "nnunet.device")]
     kept = []
     for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
         checkpoint = folder / name
@@ -317,7 +311,7 @@ def predict(images: str | Path, cases: list[tuple[str, str]], out_dir: str | Pat
         raw = tmp / "nnunet"
         run([program("nnUNetv2_predict"), "-i", str(images), "-o", str(raw), "-d", str(dataset_id), "-c",
              configuration, "-tr", trainer, "-f", *[str(f) for f in range(n_folds)], "-npp", str(processes),
-             "-nps", str(processes), "-device", resolve_device(device), "--disable_progress_bar"],
+             "-nps", str(processes), "-device", resolve_device(device, "nnunet.device"), "--disable_progress_bar"],
             environment(paths, processes), f"predicting with dataset {dataset_id}")
         for case, image in cases:
             restore_grid(raw / f"{case}.nii.gz", image, tmp / f"{case}.nii.gz")
@@ -346,7 +340,6 @@ def test_dice(predictions: dict[str, str | Path], references: list[tuple[str, st
                                     path)
             counts = label_counts(reference, prediction, range(1, len(organs) + 1))
             for organ, (tp, n_ref, n_pred) in zip(organs, counts.values()):
-                dice = float("nan") if n_ref + n_pred == 0 else 2.0 * tp / (n_ref + n_pred)
-                rows.append({"source": source, "case": case, "organ": organ, "dice": dice, "n_ref": n_ref,
+                rows.append({"source": source, "case": case, "organ": organ, "dice": dice_from_counts(tp, n_ref, n_pred), "n_ref": n_ref,
                              "n_pred": n_pred})
     return pd.DataFrame(rows, columns=TEST_DICE_COLUMNS)

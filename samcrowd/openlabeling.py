@@ -24,6 +24,7 @@ import defusedxml.sax
 from defusedxml import DefusedXmlException
 
 from samcrowd.errors import SamcrowdError
+from samcrowd.identifiers import IDENTIFIER
 
 #: BTCV's 13 classes in label order (class id = BTCV label value - 1).
 BTCV_CLASSES = (
@@ -65,7 +66,7 @@ class Naming:
 
 
 PRESETS = {
-    "project": Naming("project", r"(?P<case>[A-Za-z0-9][A-Za-z0-9_-]*)_(?P<slice>\d+)"),
+    "project": Naming("project", rf"(?P<case>{IDENTIFIER})_(?P<slice>\d+)"),
     # med2image exports of BTCV: img0001-slice100.png = numpy.rot90(volume[:, :, 100])
     "med2image": Naming(
         "med2image",

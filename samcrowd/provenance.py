@@ -15,6 +15,14 @@ PACKAGES = ["samcrowd", "snakemake", "torch", "segment-anything", "medsam-lite-t
             "SimpleITK", "scikit-image", "matplotlib"]
 
 
+def package_version(name: str) -> str:
+    """An installed distribution's version, or 'not installed' (the one place versions are read)."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def settings(config: dict[str, Any]) -> dict[str, Any]:
     """The settings the provenance table reports (only these: other changes must not rerun it)."""
     return {"data": {"source": config["data"]["source"]},
@@ -41,11 +49,7 @@ def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -
              ("quality.drop_flagged", config["quality"]["drop_flagged"])]
     nn = config["nnunet"]
     rows += [(f"nnunet.{key}", nn[key]) for key in ("sources", "configuration", "trainer", "folds", "seed")]
-    for package in PACKAGES:
-        try:
-            rows.append((f"version.{package}", version(package)))
-        except PackageNotFoundError:
-            rows.append((f"version.{package}", "not installed"))
+    rows += [(f"version.{package}", package_version(package)) for package in PACKAGES]
     return pd.DataFrame([(k, str(v)) for k, v in rows], columns=["key", "value"])
 
 

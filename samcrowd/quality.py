@@ -23,7 +23,8 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from samcrowd.fusion import Annotation, fuse
+from samcrowd.fusion import Annotation, fuse, staple
+from samcrowd.metrics import dice_from_counts
 from samcrowd.geometry import SliceGeometry, mask_bbox
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,12 @@ def loo_mask_dice(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], orga
                     c[1] += int(np.count_nonzero(m))
                     c[2] += int(np.count_nonzero(t))
                 c[3] += 1
-    return {name: ((2 * c[0] / (c[1] + c[2])) if c[1] + c[2] else float("nan"), c[3]) for name, c in counts.items()}
+    return {name: (dice_from_counts(c[0], c[1], c[2]), c[3]) for name, c in counts.items()}
 
 
 def staple_agreement(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], n_organs: int,
                      margin: int = 10) -> dict[str, tuple[float, float, int]]:
     """Mean STAPLE sensitivity and specificity of each annotator on slices opened by two or more."""
-    import SimpleITK as sitk
-
     values: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for geometry, annotations in cases.values():
         opened = {a.name: a.opened() for a in annotations}
@@ -104,18 +103,15 @@ def staple_agreement(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], n
                 (r0, r1), (c0, c1) = box
                 r0, c0 = max(0, r0 - margin), max(0, c0 - margin)
                 crop = votes[:, r0:r1 + margin, c0:c1 + margin]
-                staple = sitk.STAPLEImageFilter()
-                staple.SetForegroundValue(1.0)
-                staple.Execute([sitk.GetImageFromArray(m.astype(np.uint8)) for m in crop])
-                for a, sens, spec in zip(raters, staple.GetSensitivity(), staple.GetSpecificity()):
+                _, staple_filter = staple(crop)
+                for a, sens, spec in zip(raters, staple_filter.GetSensitivity(), staple_filter.GetSpecificity()):
                     values[a.name].append((sens, spec))
     return {name: (float(np.mean([s for s, _ in v])), float(np.mean([p for _, p in v])), len(v))
             for name, v in values.items()}
 
 
 def annotator_quality(boxes: pd.DataFrame, cases: dict[str, tuple[SliceGeometry, list[Annotation]]],
-                      organs: list[str], method: str = "majority", absent: str = "background",
-                      threshold: float = 0.5) -> pd.DataFrame:
+                      organs: list[str], *, method: str, absent: str, threshold: float) -> pd.DataFrame:
     """The reliability table: one row per annotator, most reliable first."""
     names = sorted(set(boxes.annotator) | {a.name for _, anns in cases.values() for a in anns})
     box_iou = box_consensus_iou(boxes)
@@ -143,9 +139,9 @@ def annotator_quality(boxes: pd.DataFrame, cases: dict[str, tuple[SliceGeometry,
     return table
 
 
-def write_quality(pairs: list[tuple[str, str]], tables: list[str], volumes: list[str], coverage: list[str],
-                  manifests: dict[str, str], organs: list[str], out: str, method: str = "majority",
-                  absent: str = "background", threshold: float = 0.6) -> pd.DataFrame:
+def write_quality(*, pairs: list[tuple[str, str]], tables: list[str], volumes: list[str], coverage: list[str],
+                  manifests: dict[str, str], organs: list[str], out: str, method: str, absent: str,
+                  threshold: float) -> pd.DataFrame:
     """The workflow's `quality` job: inputs listed per (case, annotator) pair, in the same order."""
     from samcrowd import io
     from samcrowd.boxes import read_table
@@ -157,7 +153,7 @@ def write_quality(pairs: list[tuple[str, str]], tables: list[str], volumes: list
         if case not in cases:
             cases[case] = (load_manifest(manifests[case])[1], [])
         cases[case][1].append(Annotation.load(annotator, volume, cov))
-    table = annotator_quality(boxes, cases, organs, method, absent, threshold)
+    table = annotator_quality(boxes, cases, organs, method=method, absent=absent, threshold=threshold)
     io.write_tsv(out, table)
     return table
 

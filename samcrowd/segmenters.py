@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from samcrowd import litemedsam
+from samcrowd import devices, litemedsam
 from samcrowd.errors import SamcrowdError
 
 log = logging.getLogger(__name__)
@@ -171,15 +171,10 @@ def load_weights(model, checkpoint: str | Path, what: str):
 
 
 def resolve_device(device: str) -> "torch.device":
-    """'auto' -> CUDA when torch sees a GPU, else CPU; 'cuda' without a GPU is an error."""
+    """`segmenter.device` as a torch device (see `devices.resolve_device`)."""
     import torch
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SamcrowdError("segmenter.device is cuda but torch sees no CUDA device on this machine "
-                            "(use device: auto or cpu, or run this job on a GPU node)")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return torch.device(devices.resolve_device(device, "segmenter.device"))
 
 
 # ----------------------------------------------------------------------------- segmenters

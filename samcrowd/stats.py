@@ -45,7 +45,8 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
-def _summary(values: pd.Series) -> tuple[float, float, int]:
+def mean_sd(values: pd.Series) -> tuple[float, float, int]:
+    """Mean, sample SD (ddof 1) and count of the non-NaN values (NaN Dice: both masks empty)."""
     v = values.dropna()
     return (float(v.mean()) if len(v) else float("nan"), float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
             int(len(v)))
@@ -70,7 +71,7 @@ def compare(dice: pd.DataFrame, organs: list[str], reference: str = "gt", others
             table = wide.loc[source]
             values = table[organs].mean(axis=1, skipna=True) if organ == "mean" else table[organ]
             per_source[source] = values
-            row[f"{source}_mean"], row[f"{source}_sd"], row[f"{source}_n"] = _summary(values)
+            row[f"{source}_mean"], row[f"{source}_sd"], row[f"{source}_n"] = mean_sd(values)
         for source in sources[1:]:
             row[f"p_{source}"], row[f"pairs_{source}"] = paired_wilcoxon(per_source[reference], per_source[source])
         rows.append(row)

@@ -1,8 +1,8 @@
 # Snakemake entry point: one annotator's OpenLabeling files for one case -> box table.
-from samcrowd import boxes, workflow
+from samcrowd import boxes, jobs
 
 p = snakemake.params
-workflow.run(
+jobs.run(
     snakemake,
     lambda: boxes.write_case_table(
         snakemake.input.folder,

@@ -1,5 +1,5 @@
 # Snakemake entry point: check a case's image and label headers.
-from samcrowd import cases, io, workflow
+from samcrowd import cases, io, jobs
 
 
 def main():
@@ -7,4 +7,4 @@ def main():
     io.write_json(snakemake.output[0], {"case": snakemake.wildcards.case, **summary})
 
 
-workflow.run(snakemake, main)
+jobs.run(snakemake, main)

@@ -1,5 +1,5 @@
 # Snakemake entry point: encode every exported slice of a case once.
-from samcrowd import masks, workflow
+from samcrowd import jobs, masks
 
 i, o = snakemake.input, snakemake.output
 
@@ -10,4 +10,4 @@ def main():
     masks.embed_case(segmenter, i.manifest, i.slices, o.array, o.record, threads=snakemake.threads)
 
 
-workflow.run(snakemake, main)
+jobs.run(snakemake, main)

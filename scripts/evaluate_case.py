@@ -1,8 +1,8 @@
 # Snakemake entry point: Dice of one case's crowd labels against its expert label.
-from samcrowd import evaluation, workflow
+from samcrowd import evaluation, jobs
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
-workflow.run(
+jobs.run(
     snakemake,
     lambda: evaluation.evaluate_case_files(
         snakemake.wildcards.case, i.label, p.organs, i.manifest,

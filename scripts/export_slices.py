@@ -1,8 +1,8 @@
 # Snakemake entry point: export a case's axial slices as PNGs with a manifest.
-from samcrowd import export, workflow
+from samcrowd import export, jobs
 
 p = snakemake.params
-workflow.run(
+jobs.run(
     snakemake,
     lambda: export.export_case(
         snakemake.wildcards.case,

@@ -1,5 +1,5 @@
 # Snakemake entry point: fuse one case's annotators and complete the labels in 3D.
-from samcrowd import fusion, quality, workflow
+from samcrowd import fusion, jobs, quality
 
 
 def main():
@@ -11,4 +11,4 @@ def main():
                      p.method, p.absent, p.completion)
 
 
-workflow.run(snakemake, main)
+jobs.run(snakemake, main)

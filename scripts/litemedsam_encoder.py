@@ -1,5 +1,5 @@
 # Snakemake entry point: convert LiteMedSAM's image encoder for OpenVINO.
-from samcrowd import masks, workflow
+from samcrowd import jobs, masks
 
 i, o = snakemake.input, snakemake.output
-workflow.run(snakemake, lambda: masks.export_encoder(i.segmenter, o.xml, o.bin))
+jobs.run(snakemake, lambda: masks.export_encoder(i.segmenter, o.xml, o.bin))

@@ -1,5 +1,5 @@
 # Snakemake entry point: decode one annotator's boxes on one case.
-from samcrowd import masks, workflow
+from samcrowd import jobs, masks
 
 
 def main():
@@ -10,4 +10,4 @@ def main():
                     snakemake.params.organs, o.volume, o.coverage, embeddings, threads=snakemake.threads)
 
 
-workflow.run(snakemake, main)
+jobs.run(snakemake, main)

@@ -1,5 +1,5 @@
 # Snakemake entry point: the test split's images for nnU-Net's predictor.
-from samcrowd import nnunet, workflow
+from samcrowd import jobs, nnunet
 
-workflow.run(snakemake, lambda: nnunet.test_images(list(zip(snakemake.params.cases, snakemake.input.images)),
+jobs.run(snakemake, lambda: nnunet.test_images(list(zip(snakemake.params.cases, snakemake.input.images)),
                                                    snakemake.output[0]))

@@ -1,5 +1,5 @@
 # Snakemake entry point: generate the synthetic abdomen study.
-from samcrowd import phantom, workflow
+from samcrowd import jobs, phantom
 
 settings = phantom.PhantomSettings.from_config(snakemake.params.settings)
-workflow.run(snakemake, lambda: phantom.write_study(settings, snakemake.output.sheet))
+jobs.run(snakemake, lambda: phantom.write_study(settings, snakemake.output.sheet))

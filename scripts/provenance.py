@@ -1,6 +1,6 @@
 # Snakemake entry point: the provenance table of the report.
-from samcrowd import provenance, workflow
+from samcrowd import jobs, provenance
 
 o = snakemake.output
-workflow.run(snakemake, lambda: provenance.write_provenance(snakemake.input.segmenter, snakemake.params.settings,
+jobs.run(snakemake, lambda: provenance.write_provenance(snakemake.input.segmenter, snakemake.params.settings,
                                                             o.table, o.html))

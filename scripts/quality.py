@@ -1,10 +1,11 @@
 # Snakemake entry point: annotator reliability without an expert.
-from samcrowd import quality, workflow
+from samcrowd import jobs, quality
 
 i, p = snakemake.input, snakemake.params
-workflow.run(
+jobs.run(
     snakemake,
-    lambda: quality.write_quality(p.pairs, list(i.tables), list(i.volumes), list(i.coverage),
-                                  dict(zip(p.cases, i.manifests)), p.organs, snakemake.output[0], p.method,
-                                  p.absent, p.threshold),
+    lambda: quality.write_quality(pairs=p.pairs, tables=list(i.tables), volumes=list(i.volumes),
+                                  coverage=list(i.coverage), manifests=dict(zip(p.cases, i.manifests)),
+                                  organs=p.organs, out=snakemake.output[0], method=p.method, absent=p.absent,
+                                  threshold=p.threshold),
 )

@@ -1,4 +1,4 @@
 # Snakemake entry point: check the checkpoint and record the segmenter.
-from samcrowd import masks, workflow
+from samcrowd import jobs, masks
 
-workflow.run(snakemake, lambda: masks.write_segmenter_record(snakemake.params.settings, snakemake.output[0]))
+jobs.run(snakemake, lambda: masks.write_segmenter_record(snakemake.params.settings, snakemake.output[0]))

@@ -1,8 +1,8 @@
 # Snakemake entry point: write one simulated annotator's OpenLabeling folder.
-from samcrowd import crowd, workflow
+from samcrowd import crowd, jobs
 
 p = snakemake.params
-workflow.run(
+jobs.run(
     snakemake,
     lambda: crowd.simulate_annotator(
         snakemake.wildcards.annotator,

@@ -84,3 +84,24 @@ def test_validate_fills_defaults_in_place():
     assert config["export"] == {"every": 3, "window_level": 40, "window_width": 400, "body_only": False,
                                 "splits": ["train"]}
     assert config["data"]["source"] == "phantom"
+
+
+def test_the_schemas_name_cases_and_annotators_with_the_one_identifier_pattern():
+    from samcrowd.identifiers import IDENTIFIER
+
+    def patterns(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "pattern":
+                    yield value
+                elif key == "patternProperties":
+                    yield from value
+                    yield from (x for v in value.values() for x in patterns(v))
+                else:
+                    yield from patterns(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from patterns(item)
+
+    found = [p for name in ("config", "cases") for p in patterns(load_schema(name)) if "[A-Za-z0-9][A-Za-z0-9_-]" in p]
+    assert len(found) == 3 and set(found) == {f"^{IDENTIFIER}$"}

@@ -46,7 +46,7 @@ def default_crowd(tmp_path_factory):
 
 def test_the_unreliable_annotator_ranks_last_and_is_flagged(default_crowd):
     table_boxes, cases = default_crowd
-    table = quality.annotator_quality(table_boxes, cases, ORGANS, threshold=0.6)
+    table = quality.annotator_quality(table_boxes, cases, ORGANS, method="majority", absent="background", threshold=0.6)
     assert table.annotator.iloc[-1] == "ann02"  # the default crowd's unreliable profile
     assert table.flagged.tolist() == [False, False, False, True]
     assert table["rank"].tolist() == [1, 2, 3, 4]

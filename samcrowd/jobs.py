@@ -1,4 +1,6 @@
-"""Glue between Snakemake `script:` entry points and the library: logging and error reporting.
+"""Running a Snakemake job: glue between `script:` entry points and the library (logging, errors).
+
+(Named `jobs`, not `workflow`, so it cannot be confused with Snakemake's `workflow` object.)
 
 A script calls `run(snakemake, main)`. It first removes temporaries that an interrupted
 earlier attempt left beside the job's outputs. Log records go to the rule's log file (warnings
