@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from _common import REPO
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from _common import median_time
+
 from samcrowd.metrics import label_dice
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     labels = [1, 2, 3, 6, 8]
     t_ours, ours = median_time(lambda: label_dice(ref, pred, labels), args.repeat)
     t_nn, theirs = median_time(lambda: nnunet_dice(ref, pred, labels), args.repeat)
-    worst = max(abs(ours[l] - theirs[l]) for l in labels)
+    worst = max(abs(ours[label] - theirs[label]) for label in labels)
     print(f"label pair {ref.shape}, {len(labels)} labels, median of {args.repeat}")
     print(f"samcrowd.metrics.label_dice: {t_ours:.3f} s")
     print(f"nnU-Net compute_tp_fp_fn_tn: {t_nn:.3f} s  (ratio nnU-Net/samcrowd {t_nn / t_ours:.2f}x)")

@@ -11,10 +11,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-
 from _common import ORGANS
+
 from samcrowd import boxes, crowd, evaluation, export, fusion, io, masks, quality, segmenters
 from samcrowd.config import check_config
 from samcrowd.openlabeling import PRESETS

@@ -17,7 +17,6 @@ import contextlib
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import REPO
+
 from samcrowd import export, io, segmenters
 from samcrowd.config import check_config, load_yaml
 from samcrowd.geometry import mask_bbox

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import ORGANS, median_time, phantom_with_crowd
+
 from samcrowd import boxes, export, masks, segmenters
 
 

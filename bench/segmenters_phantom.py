@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import ORGANS, phantom_with_crowd
+
 from samcrowd import boxes, export, io, segmenters
 from samcrowd.geometry import mask_bbox
 from samcrowd.phantom import LABELS

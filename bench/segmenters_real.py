@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import REPO
+
 from samcrowd import crowd, export, io, segmenters
 from samcrowd.config import check_config, load_yaml
-from samcrowd.geometry import mask_bbox
 from samcrowd.metrics import dice
 
 SCAN = REPO / "tests" / "data" / "totalseg-example"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from samcrowd.errors import SamcrowdError
+from samcrowd.geometry import SliceGeometry
 from samcrowd.identifiers import IDENTIFIER
 from samcrowd.io import read_json, write_tsv
-from samcrowd.geometry import SliceGeometry
 from samcrowd.openlabeling import PRESETS, Naming, normalise_class, read_class_list, read_slice, scan_folder
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def annotator_table(folder: str | Path, annotator: str, naming: Naming, organs: 
         if not 0 <= k < frame.campaign.n_slices:
             raise SamcrowdError(f"slice {k} is outside case '{case}' ({frame.campaign.n_slices} slices)", path)
         height, width = frame.campaign.png_shape
-        sf = read_slice(stem, found, classes, lambda: (width, height), naming.rounding)
+        sf = read_slice(stem, found, classes, lambda w=width, h=height: (w, h), naming.rounding)
         for warning in sf.warnings:
             log.warning("%s", warning)
         kept = 0

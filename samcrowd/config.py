@@ -19,7 +19,6 @@ import yaml
 from samcrowd.errors import SamcrowdError
 
 
-
 def load_yaml(path: str | Path) -> Any:
     """Read a YAML file, naming file and line on a syntax error."""
     try:

@@ -37,7 +37,7 @@ class Profile:
     wrong_class_rate: float = 0.0
 
     @classmethod
-    def from_config(cls, section: dict) -> "Profile":
+    def from_config(cls, section: dict) -> Profile:
         return cls(**section)
 
     def miss(self, organ: str) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from samcrowd import io
 from samcrowd.errors import SamcrowdError
 from samcrowd.export import load_manifest
 from samcrowd.geometry import SliceGeometry
+
+if TYPE_CHECKING:
+    import SimpleITK
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ class Annotation:
     coverage: pd.DataFrame  # slice, organ, status (boxed/absent)
 
     @classmethod
-    def load(cls, name: str, volume_path: str | Path, coverage_path: str | Path) -> "Annotation":
+    def load(cls, name: str, volume_path: str | Path, coverage_path: str | Path) -> Annotation:
         volume, _ = io.load_volume(volume_path, np.uint8)
         coverage = pd.read_csv(coverage_path, sep="\t", dtype={"organ": str, "status": str, "case": str})
         return cls(name, volume, coverage)
@@ -55,7 +59,7 @@ class Annotation:
         return set(int(k) for k in rows.slice)
 
 
-def staple(votes: np.ndarray) -> tuple[np.ndarray, "SimpleITK.STAPLEImageFilter"]:
+def staple(votes: np.ndarray) -> tuple[np.ndarray, SimpleITK.STAPLEImageFilter]:
     """SimpleITK STAPLE over binary 2D masks (raters x H x W): the posterior foreground probability,
     and the filter that ran (its per-rater sensitivity and specificity)."""
     import SimpleITK as sitk

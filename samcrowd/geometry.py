@@ -51,7 +51,7 @@ class SliceGeometry:
     col_flip: bool
 
     @classmethod
-    def from_affine(cls, affine: np.ndarray, shape: tuple[int, ...]) -> "SliceGeometry":
+    def from_affine(cls, affine: np.ndarray, shape: tuple[int, ...]) -> SliceGeometry:
         """Choose axes from the affine: the voxel axis closest to each patient axis."""
         ornt = io_orientation(np.asarray(affine, dtype=float))  # row i: (world axis, +1/-1) of voxel axis i
         by_world = {int(ornt[i, 0]): (i, float(ornt[i, 1])) for i in range(3)}
@@ -68,7 +68,7 @@ class SliceGeometry:
         )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SliceGeometry":
+    def from_dict(cls, d: dict[str, Any]) -> SliceGeometry:
         return cls(
             shape=tuple(int(n) for n in d["shape"]),
             slice_axis=int(d["slice_axis"]),

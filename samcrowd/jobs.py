@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import samcrowd
 from samcrowd.errors import SamcrowdError

@@ -24,8 +24,8 @@ from samcrowd import io
 from samcrowd.boxes import read_table
 from samcrowd.errors import SamcrowdError
 from samcrowd.export import load_manifest, png_stem, read_png
-from samcrowd.segmenters import Segmenter
 from samcrowd.jobs import progress
+from samcrowd.segmenters import Segmenter
 
 log = logging.getLogger(__name__)
 

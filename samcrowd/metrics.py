@@ -3,7 +3,7 @@ reference and prediction are empty (omitted from means, as nnU-Net does)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

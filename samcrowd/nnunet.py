@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import resources
 import os
-import re
 import shutil
 import subprocess
 import sys
 from collections import deque
+from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from samcrowd import io
+from samcrowd.devices import resolve_device
 from samcrowd.errors import SamcrowdError
 from samcrowd.evaluation import read_expert_label
 from samcrowd.geometry import orientation_code, reorient
-from samcrowd.devices import resolve_device
 from samcrowd.metrics import dice_from_counts, label_counts
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 import re
 import xml.sax
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
-from typing import Callable
 from xml.etree import ElementTree
 
 import defusedxml.sax

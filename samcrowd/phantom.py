@@ -48,7 +48,7 @@ class PhantomSettings:
     prefix: str
 
     @classmethod
-    def from_config(cls, section: dict | None = None, **overrides) -> "PhantomSettings":
+    def from_config(cls, section: dict | None = None, **overrides) -> PhantomSettings:
         """Settings from a config section; missing keys take the schema's defaults."""
         merged = {**(section or {}), **overrides}
         merged = {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from samcrowd.fusion import Annotation, fuse, staple
-from samcrowd.metrics import dice_from_counts
 from samcrowd.geometry import SliceGeometry, mask_bbox
+from samcrowd.metrics import dice_from_counts
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ def loo_mask_dice(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], orga
                   absent: str) -> dict[str, tuple[float, int]]:
     """Pooled Dice of each annotator against the fusion of the others, on slices both opened."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # tp, n_annotator, n_loo, slices
-    for case, (geometry, annotations) in cases.items():
-        for a in annotations:
-            others = [b for b in annotations if b is not a]
+    for case, (geometry, case_annotations) in cases.items():
+        for a in case_annotations:
+            others = [b for b in case_annotations if b is not a]
             if not others:
                 continue
             loo, _ = fuse(case, others, geometry, organs, method, absent)
@@ -88,10 +88,10 @@ def staple_agreement(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], n
                      margin: int = 10) -> dict[str, tuple[float, float, int]]:
     """Mean STAPLE sensitivity and specificity of each annotator on slices opened by two or more."""
     values: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for geometry, annotations in cases.values():
-        opened = {a.name: a.opened() for a in annotations}
+    for geometry, case_annotations in cases.values():
+        opened = {a.name: a.opened() for a in case_annotations}
         for k in sorted(set().union(*opened.values()) if opened else set()):
-            raters = [a for a in annotations if k in opened[a.name]]
+            raters = [a for a in case_annotations if k in opened[a.name]]
             if len(raters) < 2:
                 continue
             planes = [geometry.extract(a.volume, k) for a in raters]

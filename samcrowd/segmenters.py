@@ -18,12 +18,15 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from samcrowd import devices, litemedsam
 from samcrowd.errors import SamcrowdError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,7 @@ def build_sam(model_type: str):
     return sam_model_registry[model_type](checkpoint=None)
 
 
-def load_sam(model_type: str, checkpoint: str | Path, device: "torch.device"):
+def load_sam(model_type: str, checkpoint: str | Path, device: torch.device):
     """Build `model_type` and fill it from a weights-only checkpoint; refuse anything else."""
     return load_weights(build_sam(model_type), checkpoint, f"model_type {model_type}").to(device).eval()
 
@@ -170,7 +173,7 @@ def load_weights(model, checkpoint: str | Path, what: str):
     return model
 
 
-def resolve_device(device: str) -> "torch.device":
+def resolve_device(device: str) -> torch.device:
     """`segmenter.device` as a torch device (see `devices.resolve_device`)."""
     import torch
 

@@ -85,7 +85,7 @@ class SlurmCluster:
     links: list[Path] = field(default_factory=list)
 
     @classmethod
-    def start(cls, state: Path, timeout: float = 60) -> "SlurmCluster":
+    def start(cls, state: Path, timeout: float = 60) -> SlurmCluster:
         missing = missing_binaries()
         if missing:
             raise SlurmUnavailable(f"SLURM is not installed (missing {', '.join(missing)}); "

@@ -21,7 +21,7 @@ def test_gpu_check_script_runs_on_the_cpu_with_the_tiny_sam():
 
 def test_encoder_pass_benchmark_counts_one_pass_per_slice():
     out = bench("sam_encoder_passes.py", "--repeat", "1")
-    line = next(l for l in out.splitlines() if l.strip().startswith("samcrowd (cached)"))
+    line = next(row for row in out.splitlines() if row.strip().startswith("samcrowd (cached)"))
     assert line.split()[2] == "36"  # the default phantom exports 36 slices
     assert "ratio naive/samcrowd" in out
 

@@ -10,11 +10,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import BTCV_CROWD, ORGANS
+
 from samcrowd import boxes, crowd, export, io
 from samcrowd.errors import SamcrowdError
-from samcrowd.openlabeling import PRESETS, Box
+from samcrowd.openlabeling import PRESETS
 from samcrowd.phantom import LABELS, PhantomSettings, make_case
 
 PROMPTS = BTCV_CROWD / "prompts"

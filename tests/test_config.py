@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from conftest import REPO
+
 from samcrowd.config import check_config, load_dataset, load_schema, load_yaml, validate
 from samcrowd.errors import SamcrowdError
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import ORGANS
+
 from samcrowd import crowd, export, io
 from samcrowd.geometry import mask_bbox
 from samcrowd.phantom import LABELS, PhantomSettings, make_case

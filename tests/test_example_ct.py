@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, snakemake, write_config
 
 pytestmark = pytest.mark.workflow

@@ -31,7 +31,7 @@ def scene(draw):
     code = draw(st.sampled_from(ALL_CODES))
     canon = np.zeros(shape, dtype=bool)
     lo = [draw(st.integers(0, n - 1)) for n in shape]
-    hi = [draw(st.integers(l + 1, n)) for l, n in zip(lo, shape)]
+    hi = [draw(st.integers(low + 1, n)) for low, n in zip(lo, shape)]
     sub = canon[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     seed = draw(st.integers(0, 2**32 - 1))
     sub[...] = np.random.default_rng(seed).random(sub.shape) < draw(st.floats(0.1, 1.0))

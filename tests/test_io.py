@@ -8,11 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from samcrowd import io
 from samcrowd.errors import SamcrowdError
-
-from conftest import REPO
 
 
 def test_atomic_output_publishes_only_on_success(tmp_path):

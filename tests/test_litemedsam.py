@@ -12,8 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
+
 from samcrowd import litemedsam, masks, segmenters
 from samcrowd.config import check_config, load_yaml
 from samcrowd.errors import SamcrowdError

@@ -6,8 +6,8 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import ORGANS, sam_settings
+
 from samcrowd import boxes, crowd, export, io, masks, segmenters
 from samcrowd.errors import SamcrowdError
 from samcrowd.geometry import mask_bbox

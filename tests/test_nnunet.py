@@ -16,8 +16,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import ORGANS
 
-from conftest import ORGANS, REPO
 from samcrowd import io, nnunet
 from samcrowd.errors import SamcrowdError
 from samcrowd.phantom import LABELS, PhantomSettings, make_case
@@ -252,7 +252,7 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     assert [p.name for p in predicted] == ["c4.nii.gz", "c5.nii.gz"]
     prediction, affine = io.load_volume(predicted[0])
     assert prediction.shape == (48, 48, 16) and np.array_equal(affine, io.read_header(tiny_cases[4][1])[1])
-    table = nnunet.test_dice({"gt": tmp_path / "predictions"}, [(c, l) for c, _, l in tiny_cases[4:]], ORGAN_VALUES)
+    table = nnunet.test_dice({"gt": tmp_path / "predictions"}, [(c, label) for c, _, label in tiny_cases[4:]], ORGAN_VALUES)
     assert len(table) == 10 and set(table.organ) == set(ORGANS)
     assert table.dice.dropna().between(0, 1).all()
     assert time.perf_counter() - start < 180

@@ -15,7 +15,6 @@ import tomllib
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO
 
 
@@ -159,16 +158,16 @@ def test_a_wheel_installed_outside_the_checkout_imports_every_module_and_validat
     code = """
 import importlib, pkgutil, samcrowd
 from samcrowd import config, nnunet
-assert samcrowd.__file__.startswith(%r), samcrowd.__file__
+assert samcrowd.__file__.startswith({!r}), samcrowd.__file__
 names = [m.name for m in pkgutil.walk_packages(samcrowd.__path__, "samcrowd.")]
 for name in names:
     importlib.import_module(name)
-settings = config.check_config(config.load_yaml(%r))
+settings = config.check_config(config.load_yaml({!r}))
 assert settings["segmenter"]["kind"] == "litemedsam"
 assert config.load_dataset("btcv")["dataset"]["name"] == "BTCV"
 assert (nnunet.TRAINERS / "samcrowd_nnunet_trainers.py").is_file()
 print(len(names), "modules")
-""" % (str(site), str(REPO / "config.yaml"))
+""".format(str(site), str(REPO / "config.yaml"))
     checked = run([str(venv / "bin/python"), "-c", code])
     assert checked.returncode == 0, checked.stderr
     assert int(checked.stdout.split()[0]) >= 25

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ORGANS
+
 from samcrowd import boxes, crowd, export, io, masks, quality, segmenters
 from samcrowd.config import check_config
 from samcrowd.fusion import Annotation

@@ -18,7 +18,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY, TINY_NNUNET, snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.workflow

@@ -6,7 +6,6 @@ import shutil
 import time
 
 import pytest
-
 from conftest import snakemake
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -8,8 +8,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-
 from conftest import sam_settings
+
 from samcrowd import segmenters
 from samcrowd.errors import SamcrowdError
 from samcrowd.export import window

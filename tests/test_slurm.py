@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, snakemake, write_config
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import BTCV_CROWD
+
 from samcrowd import stats
 from samcrowd.errors import SamcrowdError
 

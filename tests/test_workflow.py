@@ -7,12 +7,11 @@ import hashlib
 import json
 
 import nibabel as nib
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 import pytest
-
 from conftest import BTCV_CROWD, ORGANS, REPO, TINY, TINY_NNUNET, snakemake, write_config
+
 from samcrowd import boxes, io
 from samcrowd.openlabeling import PRESETS
 

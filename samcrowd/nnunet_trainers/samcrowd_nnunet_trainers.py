@@ -52,7 +52,7 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
     ROTATION_DEGREES = 15
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = torch.device("cuda")):  # noqa: B008 (nnUNetTrainer's signature)
         super().__init__(plans, configuration, fold, dataset_json, device)
         seed = int(os.environ.get(SEED_VARIABLE, "0")) + (int(fold) if str(fold).isdigit() else 0)
         random.seed(seed)
