@@ -24,6 +24,6 @@ include: "rules/stats.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

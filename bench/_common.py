@@ -39,9 +39,13 @@ def phantom_with_crowd(folder: Path, case_index: int = 0, code: str = "LAS", sha
     tables = []
     for name, profile in defaults["crowd"]["annotators"].items():
         out = folder / name
-        crowd.simulate_annotator(name, crowd.Profile.from_config(defaults["crowd"]["profiles"][profile]),
-                                 [(folder / "seg.nii.gz", folder / "c.manifest.json")],
-                                 {o: LABELS[o] for o in ORGANS}, out)
+        crowd.simulate_annotator(
+            name,
+            crowd.Profile.from_config(defaults["crowd"]["profiles"][profile]),
+            [(folder / "seg.nii.gz", folder / "c.manifest.json")],
+            {o: LABELS[o] for o in ORGANS},
+            out,
+        )
         table = boxes.annotator_table(out, name, PRESETS["project"], ORGANS, {"c": frame}.get)
         io.write_tsv(folder / f"{name}.tsv", table)
         tables.append(folder / f"{name}.tsv")

@@ -26,9 +26,22 @@ def run_seed(folder: Path, seed: int, cores: str) -> float:
     """Run the demo in `folder` with both seeds set to `seed`; its wall time in seconds."""
     seeds = folder / "seeds.yaml"
     seeds.write_text(f"crowd: {{seed: {seed}}}\nnnunet: {{seed: {seed}}}\n")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(folder), "--profile",
-               str(REPO / "profiles" / "local"), "--cores", cores, "--configfile", str(REPO / "config.yaml"),
-               str(seeds)]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(folder),
+        "--profile",
+        str(REPO / "profiles" / "local"),
+        "--cores",
+        cores,
+        "--configfile",
+        str(REPO / "config.yaml"),
+        str(seeds),
+    ]
     start = time.perf_counter()
     with open(folder / "snakemake.log", "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)

@@ -1,6 +1,6 @@
 """Dice on a 512 x 512 x 200 label pair (five organs): samcrowd vs nnU-Net's own counting.
 
-    python bench/dice_speed.py [--repeat 5]
+python bench/dice_speed.py [--repeat 5]
 """
 
 from __future__ import annotations

@@ -37,30 +37,76 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
         per_case[case] = {}
         for name, profile in config["crowd"]["annotators"].items():
             stem = tmp / f"{case}-{name}"
-            crowd.simulate_annotator(name, crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
-                                     [(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")], organs, stem, seed=seed)
+            crowd.simulate_annotator(
+                name,
+                crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
+                [(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
+                organs,
+                stem,
+                seed=seed,
+            )
             table = boxes.annotator_table(stem, name, PRESETS["project"], ORGANS, {case: frame}.get)
             io.write_tsv(f"{stem}.tsv", table)
             tables.append(table)
-            masks.mask_case(seg, name, f"{stem}.tsv", tmp / f"{case}.json", tmp / case, tmp / f"{case}.nii.gz", ORGANS,
-                            f"{stem}.nii.gz", f"{stem}.cov.tsv")
+            masks.mask_case(
+                seg,
+                name,
+                f"{stem}.tsv",
+                tmp / f"{case}.json",
+                tmp / case,
+                tmp / f"{case}.nii.gz",
+                ORGANS,
+                f"{stem}.nii.gz",
+                f"{stem}.cov.tsv",
+            )
             per_case[case][name] = (f"{stem}.nii.gz", f"{stem}.cov.tsv")
     geometry = {c: export.load_manifest(tmp / f"{c}.json")[1] for c in per_case}
-    q = quality.annotator_quality(pd.concat(tables), {c: (geometry[c], [fusion.Annotation.load(a, *p) for a, p in
-                                                                         m.items()]) for c, m in per_case.items()},
-                                  ORGANS, method="majority", absent=config["fusion"]["absent"],
-                                  threshold=config["quality"]["threshold"])
+    q = quality.annotator_quality(
+        pd.concat(tables),
+        {c: (geometry[c], [fusion.Annotation.load(a, *p) for a, p in m.items()]) for c, m in per_case.items()},
+        ORGANS,
+        method="majority",
+        absent=config["fusion"]["absent"],
+        threshold=config["quality"]["threshold"],
+    )
     flagged = set(q.annotator[q.flagged])
     rows = []
     for case, m in per_case.items():
-        for variant, kept in (("all annotators", m), ("flagged dropped", {a: p for a, p in m.items() if a not in flagged})):
-            fusion.fuse_case(case, kept, tmp / f"{case}.json", tmp / f"{case}.nii.gz", ORGANS, tmp / "s.nii.gz",
-                             tmp / "c.nii.gz", tmp / "f.tsv")
-            _, volumes, _ = evaluation.evaluate_case(case, tmp / f"{case}_seg.nii.gz", organs, geometry[case], kept,
-                                                     tmp / "s.nii.gz", tmp / "c.nii.gz", tmp / "f.tsv")
+        for variant, kept in (
+            ("all annotators", m),
+            ("flagged dropped", {a: p for a, p in m.items() if a not in flagged}),
+        ):
+            fusion.fuse_case(
+                case,
+                kept,
+                tmp / f"{case}.json",
+                tmp / f"{case}.nii.gz",
+                ORGANS,
+                tmp / "s.nii.gz",
+                tmp / "c.nii.gz",
+                tmp / "f.tsv",
+            )
+            _, volumes, _ = evaluation.evaluate_case(
+                case,
+                tmp / f"{case}_seg.nii.gz",
+                organs,
+                geometry[case],
+                kept,
+                tmp / "s.nii.gz",
+                tmp / "c.nii.gz",
+                tmp / "f.tsv",
+            )
             for r in volumes[volumes.source.isin(["fused", "completed"])].itertuples():
-                rows.append({"seed": seed, "case": case, "variant": variant, "labels": r.source, "organ": r.organ,
-                             "dice": r.dice})
+                rows.append(
+                    {
+                        "seed": seed,
+                        "case": case,
+                        "variant": variant,
+                        "labels": r.source,
+                        "organ": r.organ,
+                        "dice": r.dice,
+                    }
+                )
     logging.getLogger("bench").info("seed %d: flagged %s", seed, sorted(flagged))
     return pd.DataFrame(rows), sorted(flagged)
 
@@ -77,8 +123,10 @@ def main() -> None:
             frame, flagged[seed] = one_seed(seed, args.cases, Path(tmp))
             frames.append(frame)
     d = pd.concat(frames)
-    print(f"embedded default crowd (4 annotators, ann02 unreliable), random walker, {args.cases} cases, "
-          f"seeds 0..{args.seeds - 1}; volume Dice, mean over seeds and cases")
+    print(
+        f"embedded default crowd (4 annotators, ann02 unreliable), random walker, {args.cases} cases, "
+        f"seeds 0..{args.seeds - 1}; volume Dice, mean over seeds and cases"
+    )
     print("flagged per seed:", {s: f or "none" for s, f in flagged.items()})
     table = d.groupby(["variant", "labels", "organ"]).dice.mean().unstack("organ")[ORGANS]
     table["mean"] = table.mean(axis=1)
@@ -86,10 +134,14 @@ def main() -> None:
     per_seed = d.groupby(["seed", "variant", "labels"]).dice.mean().unstack(["variant", "labels"])
     completion = per_seed[("all annotators", "completed")] - per_seed[("all annotators", "fused")]
     dropping = per_seed[("flagged dropped", "completed")] - per_seed[("all annotators", "completed")]
-    print(f"gain of completion (all annotators): {completion.mean():+.3f} Dice "
-          f"(per seed {', '.join(f'{x:+.3f}' for x in completion)})")
-    print(f"gain of dropping flagged annotators (completed labels): {dropping.mean():+.3f} Dice "
-          f"(per seed {', '.join(f'{x:+.3f}' for x in dropping)})")
+    print(
+        f"gain of completion (all annotators): {completion.mean():+.3f} Dice "
+        f"(per seed {', '.join(f'{x:+.3f}' for x in completion)})"
+    )
+    print(
+        f"gain of dropping flagged annotators (completed labels): {dropping.mean():+.3f} Dice "
+        f"(per seed {', '.join(f'{x:+.3f}' for x in dropping)})"
+    )
 
 
 if __name__ == "__main__":

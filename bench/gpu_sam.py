@@ -45,9 +45,11 @@ def main() -> None:
     else:
         model = build_sam(name).to(device).eval()
         size = model.image_encoder.img_size
-    print(f"{name} image encoder ({sum(p.numel() for p in model.image_encoder.parameters()) / 1e6:.1f} M parameters), "
-          f"input {size}x{size}, device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
-          f"torch {torch.__version__}, random weights")
+    print(
+        f"{name} image encoder ({sum(p.numel() for p in model.image_encoder.parameters()) / 1e6:.1f} M parameters), "
+        f"input {size}x{size}, device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
+        f"torch {torch.__version__}, random weights"
+    )
     print(f"{'precision':>9} {'batch':>6} {'ms/batch':>10} {'images/s':>10} {'peak GiB':>9}")
     baseline = None
     for precision in args.precisions:
@@ -80,7 +82,9 @@ def main() -> None:
             rate = batch / (ms / 1000)
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
             baseline = baseline or rate
-            print(f"{precision:>9} {batch:>6} {ms:>10.1f} {rate:>10.1f} {peak:>9.2f}   x{rate / baseline:.2f} vs fp32 batch 1")
+            print(
+                f"{precision:>9} {batch:>6} {ms:>10.1f} {rate:>10.1f} {peak:>9.2f}   x{rate / baseline:.2f} vs fp32 batch 1"
+            )
 
 
 if __name__ == "__main__":

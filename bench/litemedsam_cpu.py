@@ -47,8 +47,9 @@ def main() -> None:
         start = time.perf_counter()
         reference.export_encoder(tmp / "encoder.xml", tmp / "encoder.bin")
         convert_s = time.perf_counter() - start
-        fast = segmenters.make_segmenter({**settings, "runtime": "openvino"}, checkpoint,
-                                         (str(tmp / "encoder.xml"), str(tmp / "encoder.bin")))
+        fast = segmenters.make_segmenter(
+            {**settings, "runtime": "openvino"}, checkpoint, (str(tmp / "encoder.xml"), str(tmp / "encoder.bin"))
+        )
         fast.prepare(args.threads)
         manifest = export.export_case("ct", SCAN / "example_ct_sm.nii.gz", tmp / "png", tmp / "ct.manifest.json")
         _, geometry = export.load_manifest(tmp / "ct.manifest.json")
@@ -81,16 +82,23 @@ def main() -> None:
                 agreement.append(1.0 if not (m.any() or n.any()) else dice(m, n))  # both empty: they agree
     torch_rate, fast_rate = statistics.median(rates["torch"]), statistics.median(rates["openvino"])
     agreement = np.array(agreement)
-    print(f"LiteMedSAM image encoder, {len(pngs)} slices of the example CT ({height} x {width}, padded to 256 x 256), "
-          f"{args.threads} threads, {args.rounds} rounds; OpenVINO conversion took {convert_s:.1f} s (once per workflow)")
+    print(
+        f"LiteMedSAM image encoder, {len(pngs)} slices of the example CT ({height} x {width}, padded to 256 x 256), "
+        f"{args.threads} threads, {args.rounds} rounds; OpenVINO conversion took {convert_s:.1f} s (once per workflow)"
+    )
     print(f"{'runtime':<22}{'slices/s':>10}{'s/slice':>10}   per round (slices/s)")
     for name, rate in (("torch fp32 (reference)", torch_rate), ("openvino fp32", fast_rate)):
         per_round = rates["torch" if name.startswith("torch") else "openvino"]
         print(f"{name:<22}{rate:>10.2f}{1 / rate:>10.3f}   " + ", ".join(f"{r:.2f}" for r in per_round))
-    print(f"throughput ratio openvino / torch: {fast_rate / torch_rate:.2f} (median of rounds; per round "
-          + ", ".join(f"{f / t:.2f}" for f, t in zip(rates["openvino"], rates["torch"])) + ")")
-    print(f"mask agreement, Dice per box ({len(agreement)} boxes): min {agreement.min():.4f}, "
-          f"mean {agreement.mean():.4f}, boxes >= 0.99: {(agreement >= 0.99).mean():.1%}")
+    print(
+        f"throughput ratio openvino / torch: {fast_rate / torch_rate:.2f} (median of rounds; per round "
+        + ", ".join(f"{f / t:.2f}" for f, t in zip(rates["openvino"], rates["torch"]))
+        + ")"
+    )
+    print(
+        f"mask agreement, Dice per box ({len(agreement)} boxes): min {agreement.min():.4f}, "
+        f"mean {agreement.mean():.4f}, boxes >= 0.99: {(agreement >= 0.99).mean():.1%}"
+    )
 
 
 if __name__ == "__main__":

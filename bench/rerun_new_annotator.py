@@ -20,8 +20,22 @@ from _common import REPO
 
 def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                          "--configfile", str(REPO / "config.yaml"), *args], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if run.returncode != 0:
         sys.exit(run.stderr[-3000:])
     return time.perf_counter() - start, run.stdout + run.stderr
@@ -45,8 +59,10 @@ def main() -> None:
     print(f"first run (4 annotators): {statistics.median(firsts):7.1f} s  jobs {job_counts(log1)}")
     print(f"rerun (+ann05):           {statistics.median(reruns):7.1f} s  jobs {job_counts(plan)}")
     ratios = [r / f for f, r in zip(firsts, reruns)]
-    print(f"wall-time ratio rerun/first: median {statistics.median(ratios):.3f} (runs: "
-          f"{', '.join(f'{x:.3f}' for x in ratios)}; target <= 0.25)")
+    print(
+        f"wall-time ratio rerun/first: median {statistics.median(ratios):.3f} (runs: "
+        f"{', '.join(f'{x:.3f}' for x in ratios)}; target <= 0.25)"
+    )
 
 
 def one_study(args) -> tuple[float, float, str, str]:
@@ -60,8 +76,9 @@ def one_study(args) -> tuple[float, float, str, str]:
 
             torch.manual_seed(0)
             torch.save(build_test_sam().state_dict(), work / "tiny.pth")
-            (work / "seg.yaml").write_text(f"segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {work / 'tiny.pth'}, "
-                                           "device: cpu}\n")
+            (work / "seg.yaml").write_text(
+                f"segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {work / 'tiny.pth'}, device: cpu}}\n"
+            )
             extra = [str(work / "seg.yaml")]
         elif args.segmenter == "box":
             (work / "seg.yaml").write_text("segmenter: {kind: box}\n")

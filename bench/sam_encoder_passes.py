@@ -43,16 +43,32 @@ def naive(seg: segmenters.SamSegmenter, folder: Path, tables: list[Path]) -> lis
 def cached(seg: segmenters.SamSegmenter, folder: Path, tables: list[Path]) -> list[np.ndarray]:
     masks.embed_case(seg, folder / "c.manifest.json", folder / "png", folder / "e.npy", folder / "e.json")
     embeddings = masks.Embeddings(folder / "e.npy", folder / "e.json", seg)
-    return [masks.mask_case(seg, p.stem, p, folder / "c.manifest.json", folder / "png", folder / "img.nii.gz",
-                            ORGANS, folder / f"{p.stem}.nii.gz", folder / f"{p.stem}.cov.tsv", embeddings)[0]
-            for p in tables]
+    return [
+        masks.mask_case(
+            seg,
+            p.stem,
+            p,
+            folder / "c.manifest.json",
+            folder / "png",
+            folder / "img.nii.gz",
+            ORGANS,
+            folder / f"{p.stem}.nii.gz",
+            folder / f"{p.stem}.cov.tsv",
+            embeddings,
+        )[0]
+        for p in tables
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--crowds", type=int, default=1,
-                        help="decode the 4 simulated annotators' tables this many times (a larger crowd)")
+    parser.add_argument(
+        "--crowds",
+        type=int,
+        default=1,
+        help="decode the 4 simulated annotators' tables this many times (a larger crowd)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(2)
@@ -62,8 +78,9 @@ def main() -> None:
         torch.manual_seed(0)
         torch.save(segmenters.build_test_sam().state_dict(), folder / "tiny.pth")
         info = segmenters.check_checkpoint(folder / "tiny.pth", "test_tiny")
-        seg = segmenters.make_segmenter({"kind": "sam", "model_type": "test_tiny", "device": "cpu",
-                                         "precision": "fp32", "multimask": "best"}, info)
+        seg = segmenters.make_segmenter(
+            {"kind": "sam", "model_type": "test_tiny", "device": "cpu", "precision": "fp32", "multimask": "best"}, info
+        )
         calls = {"n": 0}
         seg.model.image_encoder.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
         n_boxes = sum(int((boxes.read_table(t).organ != "").sum()) for t in tables)
@@ -77,12 +94,16 @@ def main() -> None:
         passes_naive = calls["n"] // args.repeat
         agree = np.mean([np.mean(a == b) for a, b in zip(v_cached, v_naive)])
 
-    print(f"inputs: 1 phantom case, {n_slices} exported slices, {len(tables)} annotators, {n_boxes} boxes; "
-          f"small test SAM, CPU, median of {args.repeat}")
+    print(
+        f"inputs: 1 phantom case, {n_slices} exported slices, {len(tables)} annotators, {n_boxes} boxes; "
+        f"small test SAM, CPU, median of {args.repeat}"
+    )
     print(f"{'':>22} {'encoder passes':>15} {'wall time s':>12}")
     print(f"{'samcrowd (cached)':>22} {passes_cached:>15d} {t_cached:>12.3f}")
     print(f"{'set_image per box':>22} {passes_naive:>15d} {t_naive:>12.3f}")
-    print(f"ratio naive/samcrowd: encoder passes {passes_naive / passes_cached:.1f}x, wall time {t_naive / t_cached:.1f}x")
+    print(
+        f"ratio naive/samcrowd: encoder passes {passes_naive / passes_cached:.1f}x, wall time {t_naive / t_cached:.1f}x"
+    )
     print(f"voxel agreement of the label volumes: {agree:.5f} (samcrowd rounds features through float16)")
 
 

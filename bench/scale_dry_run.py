@@ -49,12 +49,21 @@ def fake_study(folder: Path, n_cases: int, n_annotators: int) -> Path:
 
 def dry_run(folder: Path, config: Path, quiet: bool) -> tuple[float, float, str]:
     """(seconds, peak MiB of the snakemake process, its output) of one `snakemake -n`."""
-    cmd = [sys.executable, "-c",
-           "import resource, sys, runpy; sys.argv = ['snakemake'] + sys.argv[1:]\n"
-           "try:\n    runpy.run_module('snakemake', run_name='__main__')\n"
-           "finally:\n    print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
-           "-n", *(["--quiet"] if quiet else ["--quiet", "rules", "reason", "host"]),
-           "-s", str(REPO / "Snakefile"), "-d", str(folder), "--configfile", str(config)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import resource, sys, runpy; sys.argv = ['snakemake'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('snakemake', run_name='__main__')\n"
+        "finally:\n    print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
+        "-n",
+        *(["--quiet"] if quiet else ["--quiet", "rules", "reason", "host"]),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(folder),
+        "--configfile",
+        str(config),
+    ]
     start = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
     seconds = time.perf_counter() - start
@@ -75,8 +84,9 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=10)
     args = parser.parse_args()
     print(f"snakemake -n --quiet, {args.annotators} annotators, 5 organs, nnU-Net gt+crowd x 5 folds")
-    print(f"{'cases':>6} {'jobs':>7} {'boxes':>6} {'masks':>6} {'jobs/(cases x ann)':>19} "
-          f"{'seconds':>8} {'peak MiB':>9}")
+    print(
+        f"{'cases':>6} {'jobs':>7} {'boxes':>6} {'masks':>6} {'jobs/(cases x ann)':>19} {'seconds':>8} {'peak MiB':>9}"
+    )
     for n in args.cases:
         with tempfile.TemporaryDirectory(prefix="samcrowd-scale-") as tmp:
             folder = Path(tmp)
@@ -84,8 +94,9 @@ def main() -> None:
             seconds, peak, _ = dry_run(folder, config, quiet=True)  # timed: planning only
             jobs = job_counts(dry_run(folder, config, quiet=False)[2])  # again, listing the job counts
         per = jobs["total"] / (n * args.annotators)
-        print(f"{n:>6} {jobs['total']:>7} {jobs['boxes']:>6} {jobs['masks']:>6} {per:>19.2f} "
-              f"{seconds:>8.1f} {peak:>9.0f}")
+        print(
+            f"{n:>6} {jobs['total']:>7} {jobs['boxes']:>6} {jobs['masks']:>6} {per:>19.2f} {seconds:>8.1f} {peak:>9.0f}"
+        )
         expected_boxes = n * args.annotators
         if jobs["boxes"] != expected_boxes or jobs["masks"] != expected_boxes:
             sys.exit(f"boxes/masks jobs are not one per case and annotator ({expected_boxes})")

@@ -48,8 +48,9 @@ def main() -> None:
             for name, table in zip(["ann01 careful", "ann02 unreliable", "ann03 careful", "ann04 hasty"], tables):
                 if name in sources:
                     t = boxes.read_table(table)
-                    per_source[name] = [(int(x.slice), x.organ, (x.x0, x.y0, x.x1, x.y1))
-                                        for x in t[t.organ != ""].itertuples()]
+                    per_source[name] = [
+                        (int(x.slice), x.organ, (x.x0, x.y0, x.x1, x.y1)) for x in t[t.organ != ""].itertuples()
+                    ]
             for source, items in per_source.items():
                 for k, organ, box in items:
                     png = export.read_png(folder / "png" / f"{export.png_stem('c', k)}.png")
@@ -60,16 +61,19 @@ def main() -> None:
                         if method == "random_walker":
                             seconds, n = seconds + time.perf_counter() - start, n + 1
                         scores[source, method, organ].append(dice(mask, truth) if truth.any() else np.nan)
-    print(f"phantom, {args.cases} cases, slice Dice per box against the expert mask of the boxed organ "
-          "(mean; a box labelled with the wrong organ scores against that organ)")
+    print(
+        f"phantom, {args.cases} cases, slice Dice per box against the expert mask of the boxed organ "
+        "(mean; a box labelled with the wrong organ scores against that organ)"
+    )
     print(f"{'boxes':<18}{'method':<15}" + "".join(f"{o:>13}" for o in ORGANS) + f"{'all':>9}")
     for source in sources:
         for method in methods:
             values = [np.nanmean(scores[source, method, o]) for o in ORGANS]
             everything = np.nanmean(np.concatenate([scores[source, method, o] for o in ORGANS]))
             print(f"{source:<18}{method:<15}" + "".join(f"{v:>13.3f}" for v in values) + f"{everything:>9.3f}")
-        gain = np.nanmean(np.concatenate([np.subtract(scores[source, "random_walker", o], scores[source, "box", o])
-                                          for o in ORGANS]))
+        gain = np.nanmean(
+            np.concatenate([np.subtract(scores[source, "random_walker", o], scores[source, "box", o]) for o in ORGANS])
+        )
         print(f"{'':<18}{'gain':<15}{gain:>+13.3f} Dice (random walker - filled box)")
     print(f"random walker: {1000 * seconds / n:.1f} ms per box on this CPU ({n} boxes)")
 

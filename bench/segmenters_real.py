@@ -32,16 +32,23 @@ SCAN = REPO / "tests" / "data" / "totalseg-example"
 def make_segmenters(args, folder: Path) -> dict[str, segmenters.Segmenter]:
     """The methods, each as the workflow builds it (LiteMedSAM with its encoder converted for OpenVINO)."""
     base = check_config({})["segmenter"]
-    chosen: dict[str, segmenters.Segmenter] = {"box": segmenters.BoxSegmenter(),
-                                               "random_walker": segmenters.RandomWalkerSegmenter()}
+    chosen: dict[str, segmenters.Segmenter] = {
+        "box": segmenters.BoxSegmenter(),
+        "random_walker": segmenters.RandomWalkerSegmenter(),
+    }
     lite = segmenters.make_segmenter({**base, "kind": "litemedsam"}, segmenters.check_checkpoint("", "", "litemedsam"))
     lite.export_encoder(folder / "encoder.xml", folder / "encoder.bin")
     lite.encoder_ir = (str(folder / "encoder.xml"), str(folder / "encoder.bin"))
     chosen["litemedsam"] = lite
     for kind, path, model_type in (("sam", args.sam, args.model_type), ("medsam", args.medsam, "vit_b")):
         if path:
-            settings = {**base, "kind": kind, "checkpoint": path, "model_type": model_type,
-                        "multimask": "best" if kind == "sam" else "single"}
+            settings = {
+                **base,
+                "kind": kind,
+                "checkpoint": path,
+                "model_type": model_type,
+                "multimask": "best" if kind == "sam" else "single",
+            }
             chosen[kind] = segmenters.make_segmenter(settings, segmenters.check_checkpoint(path, model_type, kind))
     return chosen
 
@@ -78,8 +85,10 @@ def main() -> None:
                 if boxes:
                     items[name, k] = boxes
                     if name == "tight":
-                        items["tight + 2 px", k] = [(o, (max(0, x0 - 2), max(0, y0 - 2), min(width, x1 + 2),
-                                                         min(height, y1 + 2))) for o, (x0, y0, x1, y1) in boxes]
+                        items["tight + 2 px", k] = [
+                            (o, (max(0, x0 - 2), max(0, y0 - 2), min(width, x1 + 2), min(height, y1 + 2)))
+                            for o, (x0, y0, x1, y1) in boxes
+                        ]
         sources = ["tight", "tight + 2 px", *[p for p in profiles if p != "tight"]]
         scores = {(s, m, o): [] for s in sources for m in methods for o in organs}
         seconds = {m: 0.0 for m in methods}
@@ -102,16 +111,21 @@ def main() -> None:
                     for (organ, _), mask in zip(organ_boxes, masks):
                         scores[source, method, organ].append(dice(mask, plane == organs[organ]))
     n_boxes = sum(len(items["tight", k]) for k in slices)
-    print(f"TotalSegmentator example CT ({label.shape[0]} x {label.shape[1]} x {label.shape[2]} voxels, "
-          f"{len(slices)} slices with organs, {n_boxes} tight boxes); slice Dice per box against the expert mask "
-          "of the boxed organ (mean; 'mean' is the mean of the organ means)")
+    print(
+        f"TotalSegmentator example CT ({label.shape[0]} x {label.shape[1]} x {label.shape[2]} voxels, "
+        f"{len(slices)} slices with organs, {n_boxes} tight boxes); slice Dice per box against the expert mask "
+        "of the boxed organ (mean; 'mean' is the mean of the organ means)"
+    )
     print(f"{'boxes':<14}{'method':<15}" + "".join(f"{o:>13}" for o in organs) + f"{'mean':>8}{'s/slice':>9}")
     for source in sources:
         for method in methods:
             values = [np.nanmean(scores[source, method, o]) if scores[source, method, o] else np.nan for o in organs]
             per_slice = seconds[method] / len(slices)
-            print(f"{source:<14}{method:<15}" + "".join(f"{v:>13.3f}" for v in values)
-                  + f"{np.nanmean(values):>8.3f}{per_slice:>9.3f}")
+            print(
+                f"{source:<14}{method:<15}"
+                + "".join(f"{v:>13.3f}" for v in values)
+                + f"{np.nanmean(values):>8.3f}{per_slice:>9.3f}"
+            )
     runtime = methods["litemedsam"].encoder_runtime()
     print(f"litemedsam image encoder: {runtime}; {args.threads} threads")
 

@@ -9,19 +9,19 @@ if config["annotations"]["source"] == "simulate":
             manifests=expand("results/slices/{case}.manifest.json", case=ANNOTATED),
         output:
             directory("results/annotations/{annotator}"),
+        log:
+            "results/logs/simulate_crowd/{annotator}.log",
+        conda:
+            "../envs/samcrowd.yaml"
+        threads: 1
+        resources:
+            mem_mb=scaled(2000),
+            runtime=scaled(10),
         params:
             profile=lambda wildcards: crowd_profile(wildcards.annotator),
             organs=config["organs"],
             seed=config["crowd"]["seed"],
             formats=config["crowd"]["formats"],
-        log:
-            "results/logs/simulate_crowd/{annotator}.log",
-        threads: 1
-        resources:
-            mem_mb=scaled(2000),
-            runtime=scaled(10),
-        conda:
-            "../envs/samcrowd.yaml"
         script:
             "../scripts/simulate_crowd.py"
 
@@ -33,18 +33,18 @@ rule boxes:
         manifest="results/slices/{case}.manifest.json",
     output:
         "results/boxes/{case}/{annotator}.tsv",
+    log:
+        "results/logs/boxes/{case}/{annotator}.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(1000),
+        runtime=scaled(10),
     params:
         naming=config["annotations"]["naming"],
         organs=list(config["organs"]),
         classes=config["annotations"]["classes"],
         known_cases=lambda wildcards: KNOWN_CASES,  # a callable: Snakemake does not scan it for wildcards per job
-    log:
-        "results/logs/boxes/{case}/{annotator}.log",
-    threads: 1
-    resources:
-        mem_mb=scaled(1000),
-        runtime=scaled(10),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/boxes.py"

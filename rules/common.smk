@@ -32,9 +32,7 @@ def _load_cases():
     if config["data"]["source"] == "phantom":
         table = phantom.case_table(phantom.PhantomSettings.from_config(config["phantom"]))
         return table.drop(columns="orientation")
-    return case_sheet.read_sheet(
-        config["data"]["sheet"], allow_outside=config["data"]["allow_outside_project"]
-    )
+    return case_sheet.read_sheet(config["data"]["sheet"], allow_outside=config["data"]["allow_outside_project"])
 
 
 try:
@@ -237,9 +235,7 @@ def _nnunet_paths():
         ("preprocessed", "nnUNet_preprocessed"),
         ("results", "nnUNet_results"),
     ):
-        paths[key] = (
-            config["nnunet"]["paths"][key] or os.environ.get(variable) or f"results/nnunet/{key}"
-        )
+        paths[key] = config["nnunet"]["paths"][key] or os.environ.get(variable) or f"results/nnunet/{key}"
     return paths
 
 
@@ -326,9 +322,7 @@ def overlay_layers(kind):
             "stacked crowd labels": f"results/labels/stacked/{case}.nii.gz",
             "completed crowd labels": f"results/labels/crowd/{case}.nii.gz",
         }
-    return {
-        f"nnU-Net on {source}": f"results/nnunet/predictions/{source}" for source in NNUNET_SOURCES
-    }
+    return {f"nnU-Net on {source}": f"results/nnunet/predictions/{source}" for source in NNUNET_SOURCES}
 
 
 def overlay_inputs(wildcards):
@@ -359,9 +353,5 @@ def final_outputs():
         "results/tables/provenance.html",
         *expand("results/figures/{name}.png", name=["annotation_dice", "annotators"]),
         *(["results/figures/overlay_crowd.png"] if OVERLAY_CASE["crowd"] else []),
-        *(
-            ["results/figures/test_dice.png", "results/figures/overlay_models.png"]
-            if NNUNET_SOURCES
-            else []
-        ),
+        *(["results/figures/test_dice.png", "results/figures/overlay_models.png"] if NNUNET_SOURCES else []),
     ]

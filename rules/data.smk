@@ -7,18 +7,18 @@ if config["data"]["source"] == "phantom":
             sheet="results/data/cases.tsv",
             images=expand("results/data/images/{case}.nii.gz", case=CASES.index),
             labels=expand("results/data/labels/{case}.nii.gz", case=CASES.index),
-        params:
-            settings=config["phantom"],
         log:
             "results/logs/phantom.log",
         benchmark:
             "results/benchmarks/phantom.tsv"
+        conda:
+            "../envs/samcrowd.yaml"
         threads: 1
         resources:
             mem_mb=scaled(2000),
             runtime=scaled(30),
-        conda:
-            "../envs/samcrowd.yaml"
+        params:
+            settings=config["phantom"],
         script:
             "../scripts/phantom.py"
 
@@ -31,11 +31,11 @@ rule check_case:
         "results/data/checked/{case}.json",
     log:
         "results/logs/check_case/{case}.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(500),
         runtime=scaled(5),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/check_case.py"

@@ -9,19 +9,19 @@ rule evaluate_case:
         slices="results/evaluation/{case}.slice_dice.tsv",
         volumes="results/evaluation/{case}.volume_dice.tsv",
         exclusions="results/evaluation/{case}.exclusions.tsv",
+    log:
+        "results/logs/evaluate_case/{case}.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     params:
         organs=config["organs"],
         annotators=ANNOTATORS,
         completion=config["fusion"]["completion"],
         other_labels=config["data"]["other_labels"],
-    log:
-        "results/logs/evaluate_case/{case}.log",
-    threads: 1
-    resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(30),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/evaluate_case.py"
 
@@ -54,16 +54,16 @@ rule evaluate:
             caption="../report/annotation_table.rst",
             category="2. Crowd labels",
         ),
-    params:
-        organs=list(config["organs"]),
-        no_label=[c for c in ANNOTATED if c not in EVALUATED],
     log:
         "results/logs/evaluate.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(2000),
         runtime=scaled(10),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        organs=list(config["organs"]),
+        no_label=[c for c in ANNOTATED if c not in EVALUATED],
     script:
         "../scripts/evaluate.py"

@@ -7,20 +7,20 @@ rule export_slices:
     output:
         slices=directory("results/slices/{case}"),
         manifest="results/slices/{case}.manifest.json",
+    log:
+        "results/logs/export_slices/{case}.log",
+    benchmark:
+        "results/benchmarks/export_slices/{case}.tsv"
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(10),
     params:
         level=config["export"]["window_level"],
         width=config["export"]["window_width"],
         every=config["export"]["every"],
         body_only=config["export"]["body_only"],
-    log:
-        "results/logs/export_slices/{case}.log",
-    benchmark:
-        "results/benchmarks/export_slices/{case}.tsv"
-    threads: 1
-    resources:
-        mem_mb=scaled(2000),
-        runtime=scaled(10),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/export_slices.py"

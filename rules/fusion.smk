@@ -11,6 +11,14 @@ rule quality:
             caption="../report/quality.rst",
             category="2. Crowd labels",
         ),
+    log:
+        "results/logs/quality.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
     params:
         organs=list(config["organs"]),
         pairs=QUALITY_PAIRS,
@@ -18,14 +26,6 @@ rule quality:
         method=config["fusion"]["method"],
         absent=config["fusion"]["absent"],
         threshold=config["quality"]["threshold"],
-    log:
-        "results/logs/quality.log",
-    threads: 1
-    resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(60),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/quality.py"
 
@@ -38,19 +38,19 @@ rule fuse:
         stacked="results/labels/stacked/{case}.nii.gz",
         crowd="results/labels/crowd/{case}.nii.gz",
         table="results/labels/fusion/{case}.tsv",
+    log:
+        "results/logs/fuse/{case}.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     params:
         organs=list(config["organs"]),
         annotators=ANNOTATORS,
         method=config["fusion"]["method"],
         absent=config["fusion"]["absent"],
         completion=config["fusion"]["completion"],
-    log:
-        "results/logs/fuse/{case}.log",
-    threads: 1
-    resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(30),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/fuse.py"

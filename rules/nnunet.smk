@@ -8,6 +8,14 @@ rule nnunet_dataset:
         unpack(nnunet_dataset_inputs),
     output:
         directory(f"{NNUNET['raw']}/{{dataset}}"),
+    log:
+        "results/logs/nnunet_dataset/{dataset}.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     params:
         source=lambda wildcards: SOURCE_OF[wildcards.dataset],
         dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
@@ -15,14 +23,6 @@ rule nnunet_dataset:
         organs=config["organs"],
         other_labels=config["data"]["other_labels"],
         paths=NNUNET,
-    log:
-        "results/logs/nnunet_dataset/{dataset}.log",
-    threads: 1
-    resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(30),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_dataset.py"
 
@@ -33,16 +33,16 @@ rule nnunet_test_images:
         images=[CASES.loc[c, "image"] for c in TEST],
     output:
         directory("results/nnunet/imagesTs"),
-    params:
-        cases=TEST,
     log:
         "results/logs/nnunet_test_images.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(10),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        cases=TEST,
     script:
         "../scripts/nnunet_test_images.py"
 
@@ -53,20 +53,20 @@ rule nnunet_preprocess:
         f"{NNUNET['raw']}/{{dataset}}",
     output:
         f"{NNUNET['preprocessed']}/{{dataset}}/splits_final.json",
+    log:
+        "results/logs/nnunet_preprocess/{dataset}.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: config["nnunet"]["threads"]
+    resources:
+        mem_mb=scaled(16000),
+        runtime=scaled(240),
     params:
         dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
         configuration=config["nnunet"]["configuration"],
         folds=config["nnunet"]["folds"],
         seed=config["nnunet"]["seed"],
         paths=NNUNET,
-    log:
-        "results/logs/nnunet_preprocess/{dataset}.log",
-    threads: config["nnunet"]["threads"]
-    resources:
-        mem_mb=scaled(16000),
-        runtime=scaled(240),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_preprocess.py"
 
@@ -77,6 +77,17 @@ rule nnunet_train:
         f"{NNUNET['preprocessed']}/{{dataset}}/splits_final.json",
     output:
         f"{NNUNET['results']}/{{dataset}}/{NNUNET_TRAINER_FOLDER}/fold_{{fold}}/checkpoint_final.pth",
+    log:
+        "results/logs/nnunet_train/{dataset}/fold_{fold}.log",
+    benchmark:
+        "results/benchmarks/nnunet_train/{dataset}/fold_{fold}.tsv"
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: config["nnunet"]["threads"]
+    resources:
+        gpu=NNUNET_GPU,
+        mem_mb=scaled(config["nnunet"]["train_resources"]["mem_mb"]),
+        runtime=scaled(config["nnunet"]["train_resources"]["runtime"]),
     params:
         dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
         source=lambda wildcards: SOURCE_OF[wildcards.dataset],
@@ -86,17 +97,6 @@ rule nnunet_train:
         deterministic=config["nnunet"]["deterministic"],
         seed=config["nnunet"]["seed"],
         paths=NNUNET,
-    log:
-        "results/logs/nnunet_train/{dataset}/fold_{fold}.log",
-    benchmark:
-        "results/benchmarks/nnunet_train/{dataset}/fold_{fold}.tsv"
-    threads: config["nnunet"]["threads"]
-    resources:
-        gpu=NNUNET_GPU,
-        mem_mb=scaled(config["nnunet"]["train_resources"]["mem_mb"]),
-        runtime=scaled(config["nnunet"]["train_resources"]["runtime"]),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_train.py"
 
@@ -109,6 +109,15 @@ rule nnunet_predict:
         originals=[CASES.loc[c, "image"] for c in TEST],
     output:
         directory("results/nnunet/predictions/{source}"),
+    log:
+        "results/logs/nnunet_predict/{source}.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: config["nnunet"]["threads"]
+    resources:
+        gpu=NNUNET_GPU,
+        mem_mb=scaled(16000),
+        runtime=scaled(120),
     params:
         cases=TEST,
         dataset_id=lambda wildcards: NNUNET_IDS[wildcards.source],
@@ -117,15 +126,6 @@ rule nnunet_predict:
         folds=config["nnunet"]["folds"],
         device=config["nnunet"]["device"],
         paths=NNUNET,
-    log:
-        "results/logs/nnunet_predict/{source}.log",
-    threads: config["nnunet"]["threads"]
-    resources:
-        gpu=NNUNET_GPU,
-        mem_mb=scaled(16000),
-        runtime=scaled(120),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_predict.py"
 
@@ -141,18 +141,18 @@ rule nnunet_evaluate:
             caption="../report/test_dice.rst",
             category="3. nnU-Net",
         ),
+    log:
+        "results/logs/nnunet_evaluate.log",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
     params:
         sources=NNUNET_SOURCES,
         cases=TEST,
         organs=config["organs"],
         other_labels=config["data"]["other_labels"],
-    log:
-        "results/logs/nnunet_evaluate.log",
-    threads: 1
-    resources:
-        mem_mb=scaled(4000),
-        runtime=scaled(30),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/nnunet_evaluate.py"

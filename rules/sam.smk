@@ -8,16 +8,16 @@ rule segmenter:
         checkpoint_input(),
     output:
         "results/segmenter.json",
-    params:
-        settings=config["segmenter"],
     log:
         "results/logs/segmenter.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(10),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        settings=config["segmenter"],
     script:
         "../scripts/segmenter.py"
 
@@ -34,12 +34,12 @@ if USES_ENCODER_IR:
             bin=ENCODER_IR["bin"],
         log:
             "results/logs/litemedsam_encoder.log",
+        conda:
+            "../envs/samcrowd.yaml"
         threads: 1
         resources:
             mem_mb=scaled(4000),
             runtime=scaled(15),
-        conda:
-            "../envs/samcrowd.yaml"
         script:
             "../scripts/litemedsam_encoder.py"
 
@@ -57,13 +57,13 @@ if USES_EMBEDDING:
             "results/logs/embed/{case}.log",
         benchmark:
             "results/benchmarks/embed/{case}.tsv"
+        conda:
+            "../envs/samcrowd.yaml"
         threads: 2
         resources:
             gpu=SAM_GPU,
             mem_mb=scaled(16000),
             runtime=scaled(120),
-        conda:
-            "../envs/samcrowd.yaml"
         script:
             "../scripts/embed.py"
 
@@ -75,18 +75,18 @@ rule masks:
     output:
         volume="results/masks/{case}/{annotator}.nii.gz",
         coverage="results/masks/{case}/{annotator}.coverage.tsv",
-    params:
-        organs=list(config["organs"]),
     log:
         "results/logs/masks/{case}/{annotator}.log",
     benchmark:
         "results/benchmarks/masks/{case}/{annotator}.tsv"
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         gpu=SAM_GPU,
         mem_mb=scaled(8000 if USES_EMBEDDING else 2000),
         runtime=scaled(60),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        organs=list(config["organs"]),
     script:
         "../scripts/masks.py"

@@ -22,18 +22,18 @@ rule stats:
             caption="../report/test_comparison.rst",
             category="3. nnU-Net",
         ),
-    params:
-        organs=list(config["organs"]),
-        reference=config["stats"]["reference"],
-        holm=config["stats"]["holm"],
     log:
         "results/logs/stats.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(10),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        organs=list(config["organs"]),
+        reference=config["stats"]["reference"],
+        holm=config["stats"]["holm"],
     script:
         "../scripts/stats.py"
 
@@ -49,16 +49,16 @@ rule provenance:
             caption="../report/provenance.rst",
             category="5. Provenance",
         ),
-    params:
-        settings=provenance_settings(config),
     log:
         "results/logs/provenance.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(5),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        settings=provenance_settings(config),
     script:
         "../scripts/provenance.py"
 
@@ -74,18 +74,18 @@ rule figure_test_dice:
             category="3. nnU-Net",
         ),
         svg="results/figures/test_dice.svg",
-    params:
-        organs=list(config["organs"]),
-        reference=config["stats"]["reference"],
-        dpi=config["figures"]["dpi"],
     log:
         "results/logs/figures/test_dice.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(5),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        organs=list(config["organs"]),
+        reference=config["stats"]["reference"],
+        dpi=config["figures"]["dpi"],
     script:
         "../scripts/figure_test_dice.py"
 
@@ -101,17 +101,17 @@ rule figure_annotation_dice:
             category="2. Crowd labels",
         ),
         svg="results/figures/annotation_dice.svg",
-    params:
-        organs=list(config["organs"]),
-        dpi=config["figures"]["dpi"],
     log:
         "results/logs/figures/annotation_dice.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(5),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        organs=list(config["organs"]),
+        dpi=config["figures"]["dpi"],
     script:
         "../scripts/figure_annotation_dice.py"
 
@@ -126,17 +126,17 @@ rule figure_annotators:
             category="2. Crowd labels",
         ),
         svg="results/figures/annotators.svg",
-    params:
-        threshold=config["quality"]["threshold"],
-        dpi=config["figures"]["dpi"],
     log:
         "results/logs/figures/annotators.log",
+    conda:
+        "../envs/samcrowd.yaml"
     threads: 1
     resources:
         mem_mb=scaled(1000),
         runtime=scaled(5),
-    conda:
-        "../envs/samcrowd.yaml"
+    params:
+        threshold=config["quality"]["threshold"],
+        dpi=config["figures"]["dpi"],
     script:
         "../scripts/figure_annotators.py"
 
@@ -152,6 +152,16 @@ rule figure_overlay:
             category="4. Table 1",
         ),
         svg="results/figures/overlay_{kind}.svg",
+    log:
+        "results/logs/figures/overlay_{kind}.log",
+    wildcard_constraints:
+        kind="crowd|models",
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(5),
     params:
         case=lambda wildcards: OVERLAY_CASE[wildcards.kind],
         names=lambda wildcards: list(overlay_layers(wildcards.kind)),
@@ -160,15 +170,5 @@ rule figure_overlay:
         level=config["export"]["window_level"],
         width=config["export"]["window_width"],
         dpi=config["figures"]["dpi"],
-    wildcard_constraints:
-        kind="crowd|models",
-    log:
-        "results/logs/figures/overlay_{kind}.log",
-    threads: 1
-    resources:
-        mem_mb=scaled(2000),
-        runtime=scaled(5),
-    conda:
-        "../envs/samcrowd.yaml"
     script:
         "../scripts/figure_overlay.py"

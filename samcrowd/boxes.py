@@ -25,8 +25,24 @@ from samcrowd.openlabeling import PRESETS, Naming, normalise_class, read_class_l
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["case", "annotator", "organ", "slice", "x0", "y0", "x1", "y1", "i0", "i1", "j0", "j1", "k0", "k1",
-           "file", "line"]
+COLUMNS = [
+    "case",
+    "annotator",
+    "organ",
+    "slice",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "i0",
+    "i1",
+    "j0",
+    "j1",
+    "k0",
+    "k1",
+    "file",
+    "line",
+]
 ANNOTATOR_NAME = re.compile(IDENTIFIER)
 INT_COLUMNS = ["slice", "x0", "y0", "x1", "y1", "i0", "i1", "j0", "j1", "k0", "k1", "line"]
 
@@ -59,9 +75,16 @@ def class_map(classes: list[str] | tuple[str, ...], organs: list[str], overrides
     return out
 
 
-def annotator_table(folder: str | Path, annotator: str, naming: Naming, organs: list[str],
-                    frame_of, class_overrides: dict[str, str] | None = None,
-                    only_case: str | None = None, known_cases: set[str] | None = None) -> pd.DataFrame:
+def annotator_table(
+    folder: str | Path,
+    annotator: str,
+    naming: Naming,
+    organs: list[str],
+    frame_of,
+    class_overrides: dict[str, str] | None = None,
+    only_case: str | None = None,
+    known_cases: set[str] | None = None,
+) -> pd.DataFrame:
     """Parse and check every file of an annotator's folder; return the box table.
 
     `frame_of(case)` gives the CaseFrame of an annotated case, or None. With `only_case`,
@@ -75,8 +98,9 @@ def annotator_table(folder: str | Path, annotator: str, naming: Naming, organs: 
     elif naming.classes is not None:
         classes = list(naming.classes)
     else:
-        raise SamcrowdError("no class_list.txt in this annotation folder (and the naming preset has no class list)",
-                            folder)
+        raise SamcrowdError(
+            "no class_list.txt in this annotation folder (and the naming preset has no class list)", folder
+        )
     to_organ = class_map(classes, organs, class_overrides or {})
     stems = sorted(set(found.yolo) | set(found.voc))
     by_slice: dict[tuple[str, int], str] = {}
@@ -87,12 +111,14 @@ def annotator_table(folder: str | Path, annotator: str, naming: Naming, organs: 
         path = found.voc.get(stem) or found.yolo[stem]
         parsed = naming.parse_stem(stem)
         if parsed is None:
-            raise SamcrowdError(f"unknown stem '{stem}': does not match the '{naming.name}' naming "
-                                f"({naming.pattern})", path)
+            raise SamcrowdError(
+                f"unknown stem '{stem}': does not match the '{naming.name}' naming ({naming.pattern})", path
+            )
         case, k = parsed
         if (case, k) in by_slice:
-            raise SamcrowdError(f"duplicate stem: '{stem}' and '{by_slice[case, k]}' both name slice {k} of case "
-                                f"'{case}'", path)
+            raise SamcrowdError(
+                f"duplicate stem: '{stem}' and '{by_slice[case, k]}' both name slice {k} of case '{case}'", path
+            )
         by_slice[case, k] = stem
         if known_cases is not None and case not in known_cases:
             raise SamcrowdError(f"unknown stem '{stem}': case '{case}' is not a case of this study", path)
@@ -122,18 +148,36 @@ def annotator_table(folder: str | Path, annotator: str, naming: Naming, organs: 
             try:
                 png, out_k = frame.output.voxels_to_box(voxels)
             except ValueError:
-                raise SamcrowdError(f"slice {k} of the campaign is not an axial slice of case '{case}' as exported",
-                                    sf.path, box.line) from None
+                raise SamcrowdError(
+                    f"slice {k} of the campaign is not an axial slice of case '{case}' as exported", sf.path, box.line
+                ) from None
             (i0, i1), (j0, j1), (k0, k1) = voxels
-            rows.append({"case": case, "annotator": annotator, "organ": organ, "slice": out_k,
-                         "x0": png[0], "y0": png[1], "x1": png[2], "y1": png[3],
-                         "i0": i0, "i1": i1, "j0": j0, "j1": j1, "k0": k0, "k1": k1,
-                         "file": _relative(sf.path, folder), "line": box.line})
+            rows.append(
+                {
+                    "case": case,
+                    "annotator": annotator,
+                    "organ": organ,
+                    "slice": out_k,
+                    "x0": png[0],
+                    "y0": png[1],
+                    "x1": png[2],
+                    "y1": png[3],
+                    "i0": i0,
+                    "i1": i1,
+                    "j0": j0,
+                    "j1": j1,
+                    "k0": k0,
+                    "k1": k1,
+                    "file": _relative(sf.path, folder),
+                    "line": box.line,
+                }
+            )
             kept += 1
         if kept == 0:
             out_k = _output_slice(frame, k)
-            rows.append({"case": case, "annotator": annotator, "organ": "", "slice": out_k,
-                         "file": _relative(sf.path, folder)})
+            rows.append(
+                {"case": case, "annotator": annotator, "organ": "", "slice": out_k, "file": _relative(sf.path, folder)}
+            )
     for case, n in sorted(skipped.items()):
         log.info("%s: skipped %d file(s) of case '%s' (not in an annotated split)", folder, n, case)
     for cls, n in sorted(ignored.items()):
@@ -187,8 +231,13 @@ def to_frame(rows: list[dict], organs: list[str]) -> pd.DataFrame:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a box table written by `annotator_table` (empty organ = seen, nothing drawn)."""
-    table = pd.read_csv(path, sep="\t", dtype={"case": str, "annotator": str, "organ": str, "file": str},
-                        keep_default_na=False, na_values={c: [""] for c in INT_COLUMNS})
+    table = pd.read_csv(
+        path,
+        sep="\t",
+        dtype={"case": str, "annotator": str, "organ": str, "file": str},
+        keep_default_na=False,
+        na_values={c: [""] for c in INT_COLUMNS},
+    )
     for column in INT_COLUMNS:
         table[column] = table[column].astype("Int64")
     return table
@@ -203,15 +252,31 @@ def summary(table: pd.DataFrame, organs: list[str]) -> str:
     return f"{len(boxes)} boxes on {n_box_slices} slices ({n_empty} seen empty); {per_organ}"
 
 
-def write_case_table(folder: str | Path, annotator: str, case: str, manifest_path: str | Path, out: str | Path,
-                     naming: str, organs: list[str], class_overrides: dict[str, str] | None = None,
-                     known_cases: set[str] | None = None) -> pd.DataFrame:
+def write_case_table(
+    folder: str | Path,
+    annotator: str,
+    case: str,
+    manifest_path: str | Path,
+    out: str | Path,
+    naming: str,
+    organs: list[str],
+    class_overrides: dict[str, str] | None = None,
+    known_cases: set[str] | None = None,
+) -> pd.DataFrame:
     """The workflow's `boxes` job: one annotator, one case, placed through the case's manifest."""
     preset = PRESETS[naming]
     manifest = read_json(manifest_path)
     frame = frame_from_manifest(manifest, preset)
-    table = annotator_table(folder, annotator, preset, organs, lambda c: frame if c == case else None,
-                            class_overrides, only_case=case, known_cases=known_cases)
+    table = annotator_table(
+        folder,
+        annotator,
+        preset,
+        organs,
+        lambda c: frame if c == case else None,
+        class_overrides,
+        only_case=case,
+        known_cases=known_cases,
+    )
     write_tsv(out, table)
     log.info("%s / %s: %s", case, annotator, summary(table, organs))
     return table
@@ -225,8 +290,11 @@ def discover_annotators(folder: str | Path) -> list[str]:
     names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in names:
         if not ANNOTATOR_NAME.fullmatch(name):
-            raise SamcrowdError(f"annotator folder name '{name}' is not allowed (letters, digits, '_' and '-', "
-                                "starting with a letter or digit)", folder / name)
+            raise SamcrowdError(
+                f"annotator folder name '{name}' is not allowed (letters, digits, '_' and '-', "
+                "starting with a letter or digit)",
+                folder / name,
+            )
     if not names:
         raise SamcrowdError("no annotator subfolders", folder)
     return names

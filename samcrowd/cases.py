@@ -77,8 +77,12 @@ def _resolve(value: str, column: str, sheet: Path, line: int, project: Path, all
     target = Path(value) if os.path.isabs(value) else sheet.parent / value
     resolved = target.resolve()
     if not allow_outside and not resolved.is_relative_to(project):
-        raise SamcrowdError(f"{column} '{value}' lies outside the project ({project}); "
-                            "set data.allow_outside_project: true to allow it", sheet, line)
+        raise SamcrowdError(
+            f"{column} '{value}' lies outside the project ({project}); "
+            "set data.allow_outside_project: true to allow it",
+            sheet,
+            line,
+        )
     if not resolved.is_file():
         raise SamcrowdError(f"{column} '{value}' does not exist", sheet, line)
     if resolved.is_relative_to(project):
@@ -102,8 +106,11 @@ def check_pair(image: str | Path, label: str | Path | None) -> dict[str, Any]:
         if label_shape != shape:
             raise SamcrowdError(f"label shape {label_shape} differs from image shape {shape} ({image})", label)
         if not same_grid(affine, label_affine):
-            raise SamcrowdError(f"label affine differs from the image's ({image}): "
-                                f"{np.round(label_affine, 4).tolist()} vs {np.round(affine, 4).tolist()}", label)
+            raise SamcrowdError(
+                f"label affine differs from the image's ({image}): "
+                f"{np.round(label_affine, 4).tolist()} vs {np.round(affine, 4).tolist()}",
+                label,
+            )
         summary["label"] = str(label)
     return summary
 

@@ -19,16 +19,20 @@ def _btcv_sheet(args: argparse.Namespace) -> int:
     preset = config.load_dataset("btcv") if args.preset is None else config.load_yaml(args.preset)
     if not isinstance(preset, dict) or "dataset" not in preset:
         raise SamcrowdError("no 'dataset' section in this preset", args.preset)
-    config.validate(preset["dataset"], config.load_schema("config")["properties"]["dataset"], "preset: dataset",
-                    args.preset)
+    config.validate(
+        preset["dataset"], config.load_schema("config")["properties"]["dataset"], "preset: dataset", args.preset
+    )
     table = cases.btcv_sheet(args.folder, preset["dataset"])
     text = table.to_csv(sep="\t", index=False, lineterminator="\n")
     if args.output == "-":
         sys.stdout.write(text)
     else:
         io.write_text(args.output, text)
-        print(f"wrote {len(table)} cases ({(table.split == 'train').sum()} train, "
-              f"{(table.split == 'test').sum()} test) to {args.output}", file=sys.stderr)
+        print(
+            f"wrote {len(table)} cases ({(table.split == 'train').sum()} train, "
+            f"{(table.split == 'test').sum()} test) to {args.output}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -57,8 +61,9 @@ def _boxes(args: argparse.Namespace) -> int:
     tables = []
     for annotator_folder in folders:
         frames = manifests or boxes.campaign_frames(annotator_folder, naming)
-        table = boxes.annotator_table(annotator_folder, annotator_folder.name, naming, organs, frames.get,
-                                      settings["annotations"]["classes"])
+        table = boxes.annotator_table(
+            annotator_folder, annotator_folder.name, naming, organs, frames.get, settings["annotations"]["classes"]
+        )
         print(f"{annotator_folder}: {boxes.summary(table, organs)}", file=sys.stderr)
         tables.append(table)
     merged = boxes.to_frame([r for t in tables for r in t.to_dict("records")], organs)
@@ -68,11 +73,16 @@ def _boxes(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     table = stats.compare_tables(args.reference, args.other, correct=args.holm)
-    labels = {"reference": args.labels[0], "other": args.labels[1]} if args.labels else {
-        "reference": Path(args.reference).stem, "other": Path(args.other).stem}
+    labels = (
+        {"reference": args.labels[0], "other": args.labels[1]}
+        if args.labels
+        else {"reference": Path(args.reference).stem, "other": Path(args.other).stem}
+    )
     print(stats.comparison_markdown(table, "reference", labels), end="")
-    print(f"\nn = {int(table.reference_n.iloc[0])} paired cases; mean ± SD across cases; two-sided Wilcoxon "
-          "signed-rank test (scipy.stats.wilcoxon defaults)" + ("; Holm across organs" if args.holm else ""))
+    print(
+        f"\nn = {int(table.reference_n.iloc[0])} paired cases; mean ± SD across cases; two-sided Wilcoxon "
+        "signed-rank test (scipy.stats.wilcoxon defaults)" + ("; Holm across organs" if args.holm else "")
+    )
     return 0
 
 
@@ -84,14 +94,20 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("btcv-sheet", help="write a case sheet for a BTCV folder (the published split)")
     b.add_argument("folder", help="folder holding img00XX.nii.gz and label00XX.nii.gz (searched recursively)")
     b.add_argument("-o", "--output", default="-", help="output TSV (default: standard output)")
-    b.add_argument("--preset", help="YAML file with a 'dataset' section (default: BTCV's layout and published "
-                   "split, shipped with samcrowd)")
+    b.add_argument(
+        "--preset",
+        help="YAML file with a 'dataset' section (default: BTCV's layout and published split, shipped with samcrowd)",
+    )
     b.set_defaults(func=_btcv_sheet)
 
     x = sub.add_parser("boxes", help="print the box table (TSV) of an OpenLabeling folder or campaign")
     x.add_argument("folder", help="an annotator's folder, or a folder of annotator folders")
-    x.add_argument("--preset", choices=sorted(openlabeling.PRESETS), default="project",
-                   help="file naming and PNG orientation (default: project; the published campaign: med2image)")
+    x.add_argument(
+        "--preset",
+        choices=sorted(openlabeling.PRESETS),
+        default="project",
+        help="file naming and PNG orientation (default: project; the published campaign: med2image)",
+    )
     x.add_argument("--manifests", help="folder of *.manifest.json from the export (needed for the project naming)")
     x.add_argument("--config", help="config giving the organs and class names (default: the schema's defaults)")
     x.set_defaults(func=_boxes)

@@ -28,8 +28,9 @@ def load_yaml(path: str | Path) -> Any:
         raise SamcrowdError("file not found", path) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise SamcrowdError(f"invalid YAML: {getattr(e, 'problem', e)}", path,
-                            None if mark is None else mark.line + 1) from None
+        raise SamcrowdError(
+            f"invalid YAML: {getattr(e, 'problem', e)}", path, None if mark is None else mark.line + 1
+        ) from None
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -59,8 +60,9 @@ def _defaults_filling(cls):
 _Validator = _defaults_filling(jsonschema.Draft202012Validator)
 
 
-def validate(instance: Any, schema: dict[str, Any], what: str = "config", path: str | None = None,
-             line: int | None = None) -> Any:
+def validate(
+    instance: Any, schema: dict[str, Any], what: str = "config", path: str | None = None, line: int | None = None
+) -> Any:
     """Fill defaults into `instance` in place and check it; raise one SamcrowdError naming the key."""
     errors = list(_Validator(schema).iter_errors(instance))
     if errors:
@@ -96,8 +98,10 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
         raise SamcrowdError(f"config: key 'organs': label value {duplicated[0]} is given to more than one organ")
     for code in config["phantom"]["orientations"]:
         if not is_orientation(code):
-            raise SamcrowdError(f"config: key 'phantom.orientations': '{code}' is not an orientation "
-                                "(one of L/R, one of A/P, one of S/I, in any order)")
+            raise SamcrowdError(
+                f"config: key 'phantom.orientations': '{code}' is not an orientation "
+                "(one of L/R, one of A/P, one of S/I, in any order)"
+            )
     organs = set(config["organs"])
     for name, organ in config["annotations"]["classes"].items():
         if organ not in organs:
@@ -105,8 +109,10 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
     profiles = config["crowd"]["profiles"]
     for annotator, profile in config["crowd"]["annotators"].items():
         if profile not in profiles:
-            raise SamcrowdError(f"config: key 'crowd.annotators.{annotator}': no profile '{profile}' in crowd.profiles "
-                                f"({', '.join(sorted(profiles))})")
+            raise SamcrowdError(
+                f"config: key 'crowd.annotators.{annotator}': no profile '{profile}' in crowd.profiles "
+                f"({', '.join(sorted(profiles))})"
+            )
     for name, profile in profiles.items():
         for organ in profile.get("miss_rate_by_organ", {}):
             if organ not in organs:
@@ -115,17 +121,22 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
     taken: dict[int, str] = {}
     for source, dataset_id in ids.items():
         if dataset_id in taken:
-            raise SamcrowdError(f"config: key 'nnunet.dataset_ids.{source}': id {dataset_id} is also "
-                                f"{taken[dataset_id]}'s")
+            raise SamcrowdError(
+                f"config: key 'nnunet.dataset_ids.{source}': id {dataset_id} is also {taken[dataset_id]}'s"
+            )
         taken[dataset_id] = source
     if config["nnunet"]["sources"] and config["stats"]["reference"] not in config["nnunet"]["sources"]:
-        raise SamcrowdError(f"config: key 'stats.reference': '{config['stats']['reference']}' is not one of "
-                            f"nnunet.sources {config['nnunet']['sources']}")
+        raise SamcrowdError(
+            f"config: key 'stats.reference': '{config['stats']['reference']}' is not one of "
+            f"nnunet.sources {config['nnunet']['sources']}"
+        )
     seg = config["segmenter"]
     if seg["kind"] in ("sam", "medsam") and not seg["checkpoint"]:
         raise SamcrowdError(f"config: key 'segmenter.checkpoint': segmenter.kind {seg['kind']} needs a checkpoint path")
     if seg["kind"] == "medsam" and seg["model_type"] not in ("vit_b", "test_tiny"):
-        raise SamcrowdError(f"config: key 'segmenter.model_type': MedSAM checkpoints are vit_b, not {seg['model_type']}")
+        raise SamcrowdError(
+            f"config: key 'segmenter.model_type': MedSAM checkpoints are vit_b, not {seg['model_type']}"
+        )
     return config
 
 

@@ -49,8 +49,9 @@ def stream(seed: int, annotator: str, case: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(annotator.encode()), zlib.crc32(case.encode())])
 
 
-def draw_case(label: np.ndarray, manifest: dict, geometry, organs: dict[str, int], profile: Profile,
-              rng: np.random.Generator) -> dict[str, list[Box]]:
+def draw_case(
+    label: np.ndarray, manifest: dict, geometry, organs: dict[str, int], profile: Profile, rng: np.random.Generator
+) -> dict[str, list[Box]]:
     """The boxes one annotator draws on one case: {png stem: boxes} for every slice opened."""
     names = list(organs)
     height, width = geometry.png_shape
@@ -85,9 +86,15 @@ def draw_case(label: np.ndarray, manifest: dict, geometry, organs: dict[str, int
     return drawn
 
 
-def simulate_annotator(name: str, profile: Profile, cases: list[tuple[str, str]], organs: dict[str, int],
-                       out_dir: str | Path, seed: int = 0, formats: tuple[str, ...] = ("yolo", "voc")
-                       ) -> dict[str, list[Box]]:
+def simulate_annotator(
+    name: str,
+    profile: Profile,
+    cases: list[tuple[str, str]],
+    organs: dict[str, int],
+    out_dir: str | Path,
+    seed: int = 0,
+    formats: tuple[str, ...] = ("yolo", "voc"),
+) -> dict[str, list[Box]]:
     """Write one annotator's OpenLabeling folder for `cases` [(label path, manifest path)].
 
     Returns every stem's boxes (half-open pixel corners on the exported PNG), as drawn.
@@ -110,6 +117,13 @@ def simulate_annotator(name: str, profile: Profile, cases: list[tuple[str, str]]
                 if "voc" in formats:
                     write_voc(tmp / "PASCAL_VOC" / f"{stem}.xml", stem, boxes, width, height)
             all_drawn.update(drawn)
-            log.info("%s: case %s (%d/%d): %d slices opened, %d boxes", name, manifest["case"], n, len(cases),
-                     len(drawn), sum(map(len, drawn.values())))
+            log.info(
+                "%s: case %s (%d/%d): %d slices opened, %d boxes",
+                name,
+                manifest["case"],
+                n,
+                len(cases),
+                len(drawn),
+                sum(map(len, drawn.values())),
+            )
     return all_drawn

@@ -10,8 +10,10 @@ def resolve_device(device: str, key: str) -> str:
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise SamcrowdError(f"{key} is cuda but torch sees no CUDA device on this machine "
-                            f"(use {key}: auto or cpu, or run this job on a GPU node)")
+        raise SamcrowdError(
+            f"{key} is cuda but torch sees no CUDA device on this machine "
+            f"(use {key}: auto or cpu, or run this job on a GPU node)"
+        )
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device

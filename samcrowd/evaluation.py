@@ -45,17 +45,27 @@ def read_expert_label(path: str | Path, organs: dict[str, int], other_labels: st
     label, _ = io.load_volume(path, np.uint8)
     unknown = sorted(set(np.unique(label).tolist()) - {0} - set(organs.values()))
     if unknown and other_labels == "error":
-        raise SamcrowdError(f"label value {unknown[0]} is not in the organ list ({organs}); set "
-                            "data.other_labels: background to map other structures to background", path)
+        raise SamcrowdError(
+            f"label value {unknown[0]} is not in the organ list ({organs}); set "
+            "data.other_labels: background to map other structures to background",
+            path,
+        )
     if unknown:
         log.info("%s: values %s are no study organ, mapped to background", path, unknown)
     return dense_labels(label, organs)
 
 
-def evaluate_case(case: str, label_path: str | Path, organs: dict[str, int], geometry: SliceGeometry,
-                  annotators: dict[str, tuple[str | Path, str | Path]], stacked_path: str | Path,
-                  crowd_path: str | Path | None, fusion_table_path: str | Path, other_labels: str = "error"
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def evaluate_case(
+    case: str,
+    label_path: str | Path,
+    organs: dict[str, int],
+    geometry: SliceGeometry,
+    annotators: dict[str, tuple[str | Path, str | Path]],
+    stacked_path: str | Path,
+    crowd_path: str | Path | None,
+    fusion_table_path: str | Path,
+    other_labels: str = "error",
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Slice Dice, volume Dice and exclusions of one case (see module doc)."""
     names = list(organs)
     values = list(range(1, len(names) + 1))
@@ -65,8 +75,10 @@ def evaluate_case(case: str, label_path: str | Path, organs: dict[str, int], geo
     for name, (volume_path, coverage_path) in sorted(annotators.items()):
         a = Annotation.load(name, volume_path, coverage_path)
         sources[name] = (a.volume, {organ: a.boxed(organ) for organ in names})
-    fused_slices = {organ: set(int(k) for k in fusion_table[(fusion_table.organ == organ) & (fusion_table.boxed > 0)].slice)
-                    for organ in names}
+    fused_slices = {
+        organ: set(int(k) for k in fusion_table[(fusion_table.organ == organ) & (fusion_table.boxed > 0)].slice)
+        for organ in names
+    }
     sources["fused"] = (io.load_volume(stacked_path, np.uint8)[0], fused_slices)
     if crowd_path is not None:
         sources["completed"] = (io.load_volume(crowd_path, np.uint8)[0], fused_slices)
@@ -75,22 +87,45 @@ def evaluate_case(case: str, label_path: str | Path, organs: dict[str, int], geo
         counts = label_counts(reference, volume, values)
         for organ, v in zip(names, values):
             if not annotated[organ]:
-                reason = (f"no annotator drew a box of {organ} on this case" if source in ("fused", "completed")
-                          else f"annotator {source} drew no box of {organ} on this case")
+                reason = (
+                    f"no annotator drew a box of {organ} on this case"
+                    if source in ("fused", "completed")
+                    else f"annotator {source} drew no box of {organ} on this case"
+                )
                 exclusions.append({"case": case, "organ": organ, "source": source, "reason": reason})
                 continue
             tp, n_ref, n_pred = counts[v]
-            volume_rows.append({"case": case, "organ": organ, "source": source, "dice": dice_from_counts(tp, n_ref, n_pred),
-                                "n_ref": n_ref, "n_pred": n_pred})
+            volume_rows.append(
+                {
+                    "case": case,
+                    "organ": organ,
+                    "source": source,
+                    "dice": dice_from_counts(tp, n_ref, n_pred),
+                    "n_ref": n_ref,
+                    "n_pred": n_pred,
+                }
+            )
             if source == "completed":
                 continue  # completion adds slices; on the annotated ones it equals the fusion
             for k in sorted(annotated[organ]):
                 r, p = geometry.extract(reference, k) == v, geometry.extract(volume, k) == v
                 tp_k, nr, npred = int(np.count_nonzero(r & p)), int(np.count_nonzero(r)), int(np.count_nonzero(p))
-                slice_rows.append({"case": case, "organ": organ, "source": source, "slice": k,
-                                   "dice": dice_from_counts(tp_k, nr, npred), "n_ref": nr, "n_pred": npred})
-    return (pd.DataFrame(slice_rows, columns=SLICE_COLUMNS), pd.DataFrame(volume_rows, columns=VOLUME_COLUMNS),
-            pd.DataFrame(exclusions, columns=EXCLUSION_COLUMNS))
+                slice_rows.append(
+                    {
+                        "case": case,
+                        "organ": organ,
+                        "source": source,
+                        "slice": k,
+                        "dice": dice_from_counts(tp_k, nr, npred),
+                        "n_ref": nr,
+                        "n_pred": npred,
+                    }
+                )
+    return (
+        pd.DataFrame(slice_rows, columns=SLICE_COLUMNS),
+        pd.DataFrame(volume_rows, columns=VOLUME_COLUMNS),
+        pd.DataFrame(exclusions, columns=EXCLUSION_COLUMNS),
+    )
 
 
 def annotation_table(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str]) -> pd.DataFrame:
@@ -112,8 +147,11 @@ def annotation_table(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[s
             if organ == "mean":
                 values = series.groupby(level="case").mean() if len(series) else series
             else:
-                values = series.xs(organ, level="organ") if organ in series.index.get_level_values("organ") \
+                values = (
+                    series.xs(organ, level="organ")
+                    if organ in series.index.get_level_values("organ")
                     else pd.Series(dtype=float)
+                )
             mean, sd, n = mean_sd(values)
             row[f"{measure}_mean"], row[f"{measure}_sd"], row[f"{measure}_n"] = mean, sd, n
         rows.append(row)
@@ -122,6 +160,7 @@ def annotation_table(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[s
 
 def to_markdown(table: pd.DataFrame) -> str:
     """Table 1 (left) as Markdown: mean ± SD (n cases)."""
+
     def cell(row, measure):
         mean, sd, n = row[f"{measure}_mean"], row[f"{measure}_sd"], row[f"{measure}_n"]
         if np.isnan(mean):
@@ -130,19 +169,33 @@ def to_markdown(table: pd.DataFrame) -> str:
 
     lines = ["| organ | slice Dice | volume Dice, stacked | volume Dice, completed |", "|---|---|---|---|"]
     for _, row in table.iterrows():
-        lines.append(f"| {row.organ} | {cell(row, 'slice_dice')} | {cell(row, 'volume_dice_fused')} | "
-                     f"{cell(row, 'volume_dice_completed')} |")
+        lines.append(
+            f"| {row.organ} | {cell(row, 'slice_dice')} | {cell(row, 'volume_dice_fused')} | "
+            f"{cell(row, 'volume_dice_completed')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def evaluate_case_files(case: str, label: str, organs: dict[str, int], manifest: str,
-                        masks: dict[str, tuple[str, str]], stacked: str, crowd: str | None, fusion_table: str,
-                        out_slices: str, out_volumes: str, out_exclusions: str, other_labels: str = "error") -> None:
+def evaluate_case_files(
+    case: str,
+    label: str,
+    organs: dict[str, int],
+    manifest: str,
+    masks: dict[str, tuple[str, str]],
+    stacked: str,
+    crowd: str | None,
+    fusion_table: str,
+    out_slices: str,
+    out_volumes: str,
+    out_exclusions: str,
+    other_labels: str = "error",
+) -> None:
     """The workflow's `evaluate_case` job."""
     from samcrowd.export import load_manifest
 
-    slices, volumes, exclusions = evaluate_case(case, label, organs, load_manifest(manifest)[1], masks, stacked,
-                                                crowd, fusion_table, other_labels)
+    slices, volumes, exclusions = evaluate_case(
+        case, label, organs, load_manifest(manifest)[1], masks, stacked, crowd, fusion_table, other_labels
+    )
     io.write_tsv(out_slices, slices)
     io.write_tsv(out_volumes, volumes)
     io.write_tsv(out_exclusions, exclusions)
@@ -150,10 +203,20 @@ def evaluate_case_files(case: str, label: str, organs: dict[str, int], manifest:
         log.info("%s %s %s: volume Dice %.4f", case, row.organ, row.source, row.dice)
 
 
-def collect(slice_paths: list[str], volume_paths: list[str], exclusion_paths: list[str], organs: list[str],
-            no_label: list[str], out_slices: str, out_volumes: str, out_exclusions: str, out_table: str,
-            out_markdown: str) -> pd.DataFrame:
+def collect(
+    slice_paths: list[str],
+    volume_paths: list[str],
+    exclusion_paths: list[str],
+    organs: list[str],
+    no_label: list[str],
+    out_slices: str,
+    out_volumes: str,
+    out_exclusions: str,
+    out_table: str,
+    out_markdown: str,
+) -> pd.DataFrame:
     """The workflow's `evaluate` job: concatenate per-case tables, write Table 1 (left)."""
+
     def read(paths, columns):
         frames = [pd.read_csv(p, sep="\t", dtype={"case": str, "organ": str, "source": str}) for p in paths]
         frames = [f for f in frames if not f.empty]
@@ -161,8 +224,11 @@ def collect(slice_paths: list[str], volume_paths: list[str], exclusion_paths: li
 
     slices, volumes = read(slice_paths, SLICE_COLUMNS), read(volume_paths, VOLUME_COLUMNS)
     exclusions = read(exclusion_paths, EXCLUSION_COLUMNS)
-    extra = [{"case": c, "organ": o, "source": "all", "reason": "no expert label for this case"}
-             for c in no_label for o in organs]
+    extra = [
+        {"case": c, "organ": o, "source": "all", "reason": "no expert label for this case"}
+        for c in no_label
+        for o in organs
+    ]
     exclusions = pd.concat([exclusions, pd.DataFrame(extra, columns=EXCLUSION_COLUMNS)], ignore_index=True)
     table = annotation_table(slices, volumes, organs)
     io.write_tsv(out_slices, slices)

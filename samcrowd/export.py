@@ -37,8 +37,14 @@ def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
     return np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def select_slices(image: np.ndarray, geometry: SliceGeometry, every: int = 1, body_only: bool = False,
-                  body_hu: float = -500.0, min_body_fraction: float = 0.02) -> list[int]:
+def select_slices(
+    image: np.ndarray,
+    geometry: SliceGeometry,
+    every: int = 1,
+    body_only: bool = False,
+    body_hu: float = -500.0,
+    min_body_fraction: float = 0.02,
+) -> list[int]:
     """Slice indices to export: every n-th slice, optionally only those that show the body."""
     chosen = list(range(0, geometry.n_slices, every))
     if body_only:
@@ -46,8 +52,16 @@ def select_slices(image: np.ndarray, geometry: SliceGeometry, every: int = 1, bo
     return chosen
 
 
-def export_case(case: str, image_path: str | Path, out_dir: str | Path, manifest_path: str | Path,
-                level: float = 40.0, width: float = 400.0, every: int = 1, body_only: bool = False) -> dict[str, Any]:
+def export_case(
+    case: str,
+    image_path: str | Path,
+    out_dir: str | Path,
+    manifest_path: str | Path,
+    level: float = 40.0,
+    width: float = 400.0,
+    every: int = 1,
+    body_only: bool = False,
+) -> dict[str, Any]:
     """Write one PNG per selected slice into `out_dir` and the manifest; return the manifest.
 
     The folder is written under a temporary name and renamed when complete; the manifest is

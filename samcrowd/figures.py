@@ -39,20 +39,24 @@ def save_all(fig: plt.Figure, outs: list[str | Path], dpi: int = 150) -> None:
     plt.close(fig)
 
 
-def test_dice_figure(dice: pd.DataFrame, comparison: pd.DataFrame, organs: list[str], outs: list[str | Path],
-                     reference: str = "gt", dpi: int = 150) -> None:
+def test_dice_figure(
+    dice: pd.DataFrame,
+    comparison: pd.DataFrame,
+    organs: list[str],
+    outs: list[str | Path],
+    reference: str = "gt",
+    dpi: int = 150,
+) -> None:
     """Paired box/strip plots of test Dice per organ (and the per-case mean) for every source."""
     sources = [reference, *sorted(set(dice.source) - {reference})]
     panels = [*organs, "mean"]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.0 * len(panels), 3.4), sharey=True, squeeze=False)
-    wide = dice.pivot_table(index=["source", "case"], columns="organ", values="dice", aggfunc="first",
-                            dropna=False)
+    wide = dice.pivot_table(index=["source", "case"], columns="organ", values="dice", aggfunc="first", dropna=False)
     for ax, organ in zip(axes[0], panels):
         columns = [wide.loc[s][organs].mean(axis=1) if organ == "mean" else wide.loc[s][organ] for s in sources]
         ax.boxplot([c.dropna() for c in columns], widths=0.5, showfliers=False)
         for case in sorted(set().union(*(c.index for c in columns))):
-            ax.plot(range(1, len(sources) + 1), [c.get(case, np.nan) for c in columns], color="0.65", lw=0.6,
-                    zorder=1)
+            ax.plot(range(1, len(sources) + 1), [c.get(case, np.nan) for c in columns], color="0.65", lw=0.6, zorder=1)
         for i, c in enumerate(columns):
             ax.scatter(np.full(len(c), i + 1), c, s=10, color=COLOURS[i % len(COLOURS)], zorder=2)
         row = comparison[comparison.organ == organ]
@@ -65,8 +69,9 @@ def test_dice_figure(dice: pd.DataFrame, comparison: pd.DataFrame, organs: list[
     save_all(fig, outs, dpi)
 
 
-def annotation_figure(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str], outs: list[str | Path],
-                      dpi: int = 150) -> None:
+def annotation_figure(
+    slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str], outs: list[str | Path], dpi: int = 150
+) -> None:
     """Per organ: the crowd labels' slice Dice (fused) beside their volume Dice (stacked, completed)."""
     measures = {
         "slice Dice (fused)": slices[slices.source == "fused"].groupby(["case", "organ"]).dice.mean(),
@@ -77,11 +82,13 @@ def annotation_figure(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[
     fig, ax = plt.subplots(figsize=(1.6 * len(organs) + 1.5, 3.4))
     width = 0.8 / max(1, len(measures))
     for j, (name, series) in enumerate(measures.items()):
-        data = [series.xs(o, level="organ").dropna() if o in series.index.get_level_values("organ") else []
-                for o in organs]
+        data = [
+            series.xs(o, level="organ").dropna() if o in series.index.get_level_values("organ") else [] for o in organs
+        ]
         positions = np.arange(len(organs)) + (j - (len(measures) - 1) / 2) * width
-        box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=False,
-                         manage_ticks=False)
+        box = ax.boxplot(
+            data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=False, manage_ticks=False
+        )
         for patch in box["boxes"]:
             patch.set_facecolor(COLOURS[j % len(COLOURS)])
             patch.set_alpha(0.5)
@@ -101,8 +108,17 @@ def _views(volume: np.ndarray, centre: tuple[int, int, int]) -> dict[str, np.nda
     return {"axial": volume[::-1, ::-1, k].T, "coronal": volume[::-1, j, ::-1].T, "sagittal": volume[i, ::-1, ::-1].T}
 
 
-def overlay_figure(image_path: str | Path, expert: np.ndarray, layers: dict[str, str | Path], organs: list[str],
-                   outs: list[str | Path], title: str, dpi: int = 150, level: float = 40, width: float = 400) -> None:
+def overlay_figure(
+    image_path: str | Path,
+    expert: np.ndarray,
+    layers: dict[str, str | Path],
+    organs: list[str],
+    outs: list[str | Path],
+    title: str,
+    dpi: int = 150,
+    level: float = 40,
+    width: float = 400,
+) -> None:
     """Rows axial/coronal/sagittal, one column per label layer; expert outline (1..N) in white."""
     image, affine = io.load_volume(image_path)
     canon_image, canon_affine = reorient(image, affine, "RAS")
@@ -111,7 +127,11 @@ def overlay_figure(image_path: str | Path, expert: np.ndarray, layers: dict[str,
     spacing = np.sqrt((canon_affine[:3, :3] ** 2).sum(axis=0))
     where = np.argwhere(canon_expert > 0)
     centre = tuple(int(v) for v in (where.mean(axis=0) if len(where) else np.array(canon_image.shape) // 2))
-    aspects = {"axial": spacing[1] / spacing[0], "coronal": spacing[2] / spacing[0], "sagittal": spacing[2] / spacing[1]}
+    aspects = {
+        "axial": spacing[1] / spacing[0],
+        "coronal": spacing[2] / spacing[0],
+        "sagittal": spacing[2] / spacing[1],
+    }
     cmap = ListedColormap(COLOURS[: len(organs)])
     fig, axes = plt.subplots(3, len(volumes), figsize=(2.6 * len(volumes), 7.2), squeeze=False)
     ct = _views(window(canon_image, level, width), centre)
@@ -122,8 +142,15 @@ def overlay_figure(image_path: str | Path, expert: np.ndarray, layers: dict[str,
             ax = axes[row][col]
             ax.imshow(ct[view], cmap="gray", aspect=aspects[view], interpolation="nearest")
             mask = np.ma.masked_equal(planes[view], 0)
-            ax.imshow(mask - 1, cmap=cmap, vmin=0, vmax=len(organs) - 1, alpha=0.45, aspect=aspects[view],
-                      interpolation="nearest")
+            ax.imshow(
+                mask - 1,
+                cmap=cmap,
+                vmin=0,
+                vmax=len(organs) - 1,
+                alpha=0.45,
+                aspect=aspects[view],
+                interpolation="nearest",
+            )
             if outline[view].any():
                 ax.contour(outline[view], levels=np.arange(0.5, len(organs) + 0.5), colors="white", linewidths=0.6)
             ax.set_xticks([])
@@ -161,9 +188,18 @@ def reliability_figure(quality: pd.DataFrame, threshold: float, outs: list[str |
     save_all(fig, outs, dpi)
 
 
-def overlay_from_files(image: str | Path, label: str | Path, organs: dict[str, int], other_labels: str,
-                       layers: dict[str, str | Path], case: str, outs: list[str | Path], dpi: int = 150,
-                       level: float = 40, width: float = 400) -> None:
+def overlay_from_files(
+    image: str | Path,
+    label: str | Path,
+    organs: dict[str, int],
+    other_labels: str,
+    layers: dict[str, str | Path],
+    case: str,
+    outs: list[str | Path],
+    dpi: int = 150,
+    level: float = 40,
+    width: float = 400,
+) -> None:
     """The workflow's overlay job; a layer that is a folder (predictions) contributes `<case>.nii.gz`."""
     from samcrowd.evaluation import read_expert_label
 

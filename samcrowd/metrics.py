@@ -19,11 +19,14 @@ def dice_from_counts(tp: int, n_ref: int, n_pred: int) -> float:
 def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     """Dice of two binary masks; NaN when both are empty."""
     reference, prediction = np.asarray(reference, bool), np.asarray(prediction, bool)
-    return dice_from_counts(np.count_nonzero(reference & prediction), np.count_nonzero(reference),
-                            np.count_nonzero(prediction))
+    return dice_from_counts(
+        np.count_nonzero(reference & prediction), np.count_nonzero(reference), np.count_nonzero(prediction)
+    )
 
 
-def label_counts(reference: np.ndarray, prediction: np.ndarray, labels: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+def label_counts(
+    reference: np.ndarray, prediction: np.ndarray, labels: Sequence[int]
+) -> dict[int, tuple[int, int, int]]:
     """(TP, n_ref, n_pred) of each label in two label volumes (boolean counts: 0.1 s for 512x512x200)."""
     if reference.shape != prediction.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {prediction.shape}")

@@ -54,24 +54,30 @@ def dataset_name(dataset_id: int, source: str) -> str:
     return f"Dataset{dataset_id:03d}_samcrowd_{source}"
 
 
-def environment(paths: dict[str, str], processes: int = 1, base: dict[str, str] | None = None,
-                augmentation_workers: int | None = None) -> dict[str, str]:
+def environment(
+    paths: dict[str, str],
+    processes: int = 1,
+    base: dict[str, str] | None = None,
+    augmentation_workers: int | None = None,
+) -> dict[str, str]:
     """Environment for nnU-Net's programs: its folders, our trainers, worker counts for this job.
 
     `augmentation_workers` 0 makes training augment in its own process, in a repeatable order.
     """
     env = dict(os.environ if base is None else base)
-    env.update({
-        "nnUNet_raw": str(Path(paths["raw"]).resolve()),
-        "nnUNet_preprocessed": str(Path(paths["preprocessed"]).resolve()),
-        "nnUNet_results": str(Path(paths["results"]).resolve()),
-        "nnUNet_extTrainer": os.pathsep.join(filter(None, [str(TRAINERS), env.get("nnUNet_extTrainer", "")])),
-        "nnUNet_def_n_proc": str(processes),
-        # at least 1: nnU-Net's planner passes this number to torch.set_num_threads
-        "nnUNet_n_proc_DA": str(max(1, processes - 1) if augmentation_workers is None else augmentation_workers),
-        THREADS_VARIABLE: str(processes),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "nnUNet_raw": str(Path(paths["raw"]).resolve()),
+            "nnUNet_preprocessed": str(Path(paths["preprocessed"]).resolve()),
+            "nnUNet_results": str(Path(paths["results"]).resolve()),
+            "nnUNet_extTrainer": os.pathsep.join(filter(None, [str(TRAINERS), env.get("nnUNet_extTrainer", "")])),
+            "nnUNet_def_n_proc": str(processes),
+            # at least 1: nnU-Net's planner passes this number to torch.set_num_threads
+            "nnUNet_n_proc_DA": str(max(1, processes - 1) if augmentation_workers is None else augmentation_workers),
+            THREADS_VARIABLE: str(processes),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -88,8 +94,9 @@ def run(args: list[str], env: dict[str, str], what: str) -> None:
     """Run an nnU-Net program, its output line by line into the log; fail with its last lines."""
     log.info("running: %s", " ".join(args))
     tail: deque[str] = deque(maxlen=25)
-    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace") as proc:
+    with subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip()
@@ -108,8 +115,11 @@ def check_dataset_id(paths: dict[str, str], dataset_id: int, name: str) -> None:
             continue
         for other in root.glob(f"Dataset{dataset_id:03d}_*"):
             if other.name != name:
-                raise SamcrowdError(f"nnU-Net dataset id {dataset_id} is already used by {other.name}; choose another "
-                                    "id in nnunet.dataset_ids", other)
+                raise SamcrowdError(
+                    f"nnU-Net dataset id {dataset_id} is already used by {other.name}; choose another "
+                    "id in nnunet.dataset_ids",
+                    other,
+                )
 
 
 def _link_or_copy(src: str | Path, dst: Path) -> None:
@@ -137,8 +147,9 @@ def restore_grid(prediction: str | Path, image: str | Path, out: str | Path) -> 
     data, predicted_affine = io.load_volume(prediction, np.uint8)
     back, back_affine = reorient(data, predicted_affine, orientation_code(affine))
     if back.shape != tuple(shape) or not np.allclose(back_affine, affine, atol=1e-3):
-        raise SamcrowdError(f"prediction does not cover its image's grid (shape {back.shape}, image {tuple(shape)})",
-                            prediction)
+        raise SamcrowdError(
+            f"prediction does not cover its image's grid (shape {back.shape}, image {tuple(shape)})", prediction
+        )
     io.save_volume(out, back, affine)
 
 
@@ -154,8 +165,15 @@ def read_training_label(path: str | Path, organs: dict[str, int], source: str, o
     return label
 
 
-def write_dataset(out_dir: str | Path, paths: dict[str, str], dataset_id: int, source: str,
-                  cases: list[tuple[str, str, str]], organs: dict[str, int], other_labels: str = "error") -> dict:
+def write_dataset(
+    out_dir: str | Path,
+    paths: dict[str, str],
+    dataset_id: int,
+    source: str,
+    cases: list[tuple[str, str, str]],
+    organs: dict[str, int],
+    other_labels: str = "error",
+) -> dict:
     """nnU-Net raw dataset of one source from training cases [(case, image, label)]; returns dataset.json."""
     out_dir = Path(out_dir)
     name = dataset_name(dataset_id, source)
@@ -200,30 +218,58 @@ def folds(cases: list[str], n_folds: int, seed: int) -> list[dict[str, list[str]
     order = sorted(cases)
     np.random.default_rng(seed).shuffle(order)
     parts = np.array_split(np.array(order, dtype=object), n_folds)
-    return [{"train": sorted(c for j, p in enumerate(parts) if j != i for c in p), "val": sorted(parts[i])}
-            for i in range(n_folds)]
+    return [
+        {"train": sorted(c for j, p in enumerate(parts) if j != i for c in p), "val": sorted(parts[i])}
+        for i in range(n_folds)
+    ]
 
 
-def preprocess(raw_dataset: str | Path, paths: dict[str, str], dataset_id: int, configuration: str, n_folds: int,
-               seed: int, processes: int = 1) -> list[dict]:
+def preprocess(
+    raw_dataset: str | Path,
+    paths: dict[str, str],
+    dataset_id: int,
+    configuration: str,
+    n_folds: int,
+    seed: int,
+    processes: int = 1,
+) -> list[dict]:
     """Plan and preprocess one dataset (from scratch), then write the study's splits_final.json
     where nnU-Net reads it (the preprocessed dataset's folder)."""
     name = Path(raw_dataset).name
     target = Path(paths["preprocessed"]) / name
     if target.exists():
         shutil.rmtree(target)  # stale plans of an earlier dataset version must not survive
-    run([program("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration, "-npfp",
-         str(processes), "-np", str(processes), "--verify_dataset_integrity"],
-        environment(paths, processes), f"planning and preprocessing {name}")
+    run(
+        [
+            program("nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(dataset_id),
+            "-c",
+            configuration,
+            "-npfp",
+            str(processes),
+            "-np",
+            str(processes),
+            "--verify_dataset_integrity",
+        ],
+        environment(paths, processes),
+        f"planning and preprocessing {name}",
+    )
     cases = [p.name.removesuffix(".nii.gz") for p in sorted((Path(raw_dataset) / "labelsTr").glob("*.nii.gz"))]
     splits = folds(cases, n_folds, seed)
     io.write_json(target / "splits_final.json", splits)
     return splits
 
 
-def fold_folder(paths: dict[str, str], dataset_id: int, source: str, trainer: str, configuration: str,
-                fold: int) -> Path:
-    return Path(paths["results"]) / dataset_name(dataset_id, source) / trainer_folder(trainer, configuration) / f"fold_{fold}"
+def fold_folder(
+    paths: dict[str, str], dataset_id: int, source: str, trainer: str, configuration: str, fold: int
+) -> Path:
+    return (
+        Path(paths["results"])
+        / dataset_name(dataset_id, source)
+        / trainer_folder(trainer, configuration)
+        / f"fold_{fold}"
+    )
 
 
 def trainer_folder(trainer: str, configuration: str) -> str:
@@ -237,18 +283,40 @@ def trainer_folder(trainer: str, configuration: str) -> str:
 TRAINING_RECORD = "samcrowd_training.json"
 
 
-def training_record(paths: dict[str, str], dataset_id: int, source: str, configuration: str, trainer: str,
-                    deterministic: bool, seed: int) -> dict:
+def training_record(
+    paths: dict[str, str],
+    dataset_id: int,
+    source: str,
+    configuration: str,
+    trainer: str,
+    deterministic: bool,
+    seed: int,
+) -> dict:
     """What one fold's training is of: its settings and the preprocessing it reads (splits_final.json,
     rewritten by every `preprocess`, identified by size and modification time)."""
     splits = Path(paths["preprocessed"]) / dataset_name(dataset_id, source) / "splits_final.json"
     stat = splits.stat() if splits.exists() else None
-    return {"configuration": configuration, "trainer": trainer, "deterministic": deterministic, "seed": seed,
-            "splits_final": [stat.st_size, stat.st_mtime_ns] if stat else None}
+    return {
+        "configuration": configuration,
+        "trainer": trainer,
+        "deterministic": deterministic,
+        "seed": seed,
+        "splits_final": [stat.st_size, stat.st_mtime_ns] if stat else None,
+    }
 
 
-def train(paths: dict[str, str], dataset_id: int, source: str, configuration: str, fold: int, trainer: str,
-          device: str = "auto", processes: int = 1, deterministic: bool = False, seed: int = 0) -> Path:
+def train(
+    paths: dict[str, str],
+    dataset_id: int,
+    source: str,
+    configuration: str,
+    fold: int,
+    trainer: str,
+    device: str = "auto",
+    processes: int = 1,
+    deterministic: bool = False,
+    seed: int = 0,
+) -> Path:
     """Train one fold; continue from checkpoint_latest.pth when a killed run of the same training
     (`TRAINING_RECORD`) left one, start afresh when the checkpoints are an earlier training's.
 
@@ -259,8 +327,16 @@ def train(paths: dict[str, str], dataset_id: int, source: str, configuration: st
     folder = fold_folder(paths, dataset_id, source, trainer, configuration, fold)
     final = folder / "checkpoint_final.pth"
     record = training_record(paths, dataset_id, source, configuration, trainer, deterministic, seed)
-    args = [program("nnUNetv2_train"), str(dataset_id), configuration, str(fold), "-tr", trainer,
-            "-device", resolve_device(device, "nnunet.device")]
+    args = [
+        program("nnUNetv2_train"),
+        str(dataset_id),
+        configuration,
+        str(fold),
+        "-tr",
+        trainer,
+        "-device",
+        resolve_device(device, "nnunet.device"),
+    ]
     kept = []
     for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
         checkpoint = folder / name
@@ -300,17 +376,48 @@ def intact(checkpoint: Path) -> bool:
         return False
 
 
-def predict(images: str | Path, cases: list[tuple[str, str]], out_dir: str | Path, paths: dict[str, str],
-            dataset_id: int, configuration: str, trainer: str, n_folds: int, device: str = "auto",
-            processes: int = 1) -> list[Path]:
+def predict(
+    images: str | Path,
+    cases: list[tuple[str, str]],
+    out_dir: str | Path,
+    paths: dict[str, str],
+    dataset_id: int,
+    configuration: str,
+    trainer: str,
+    n_folds: int,
+    device: str = "auto",
+    processes: int = 1,
+) -> list[Path]:
     """Predict the test images (`images`: `test_images`' folder; `cases`: [(case, original image)]) with
     the ensemble of all folds; write the predictions, on each original image's grid, atomically."""
     with io.atomic_output(out_dir, directory=True) as tmp:
         raw = tmp / "nnunet"
-        run([program("nnUNetv2_predict"), "-i", str(images), "-o", str(raw), "-d", str(dataset_id), "-c",
-             configuration, "-tr", trainer, "-f", *[str(f) for f in range(n_folds)], "-npp", str(processes),
-             "-nps", str(processes), "-device", resolve_device(device, "nnunet.device"), "--disable_progress_bar"],
-            environment(paths, processes), f"predicting with dataset {dataset_id}")
+        run(
+            [
+                program("nnUNetv2_predict"),
+                "-i",
+                str(images),
+                "-o",
+                str(raw),
+                "-d",
+                str(dataset_id),
+                "-c",
+                configuration,
+                "-tr",
+                trainer,
+                "-f",
+                *[str(f) for f in range(n_folds)],
+                "-npp",
+                str(processes),
+                "-nps",
+                str(processes),
+                "-device",
+                resolve_device(device, "nnunet.device"),
+                "--disable_progress_bar",
+            ],
+            environment(paths, processes),
+            f"predicting with dataset {dataset_id}",
+        )
         for case, image in cases:
             restore_grid(raw / f"{case}.nii.gz", image, tmp / f"{case}.nii.gz")
         shutil.rmtree(raw)
@@ -324,8 +431,12 @@ def test_images(cases: list[tuple[str, str]], out_dir: str | Path) -> None:
             _write_image(image, tmp / f"{case}_0000.nii.gz")
 
 
-def test_dice(predictions: dict[str, str | Path], references: list[tuple[str, str]], organs: dict[str, int],
-              other_labels: str = "error") -> pd.DataFrame:
+def test_dice(
+    predictions: dict[str, str | Path],
+    references: list[tuple[str, str]],
+    organs: dict[str, int],
+    other_labels: str = "error",
+) -> pd.DataFrame:
     """Volume Dice per source, test case and organ (predictions: {source: folder})."""
     rows = []
     for case, label in references:
@@ -334,10 +445,19 @@ def test_dice(predictions: dict[str, str | Path], references: list[tuple[str, st
             path = Path(folder) / f"{case}.nii.gz"
             prediction, _ = io.load_volume(path, np.uint8)
             if prediction.shape != reference.shape:
-                raise SamcrowdError(f"prediction shape {prediction.shape} differs from the label's {reference.shape}",
-                                    path)
+                raise SamcrowdError(
+                    f"prediction shape {prediction.shape} differs from the label's {reference.shape}", path
+                )
             counts = label_counts(reference, prediction, range(1, len(organs) + 1))
             for organ, (tp, n_ref, n_pred) in zip(organs, counts.values()):
-                rows.append({"source": source, "case": case, "organ": organ, "dice": dice_from_counts(tp, n_ref, n_pred), "n_ref": n_ref,
-                             "n_pred": n_pred})
+                rows.append(
+                    {
+                        "source": source,
+                        "case": case,
+                        "organ": organ,
+                        "dice": dice_from_counts(tp, n_ref, n_pred),
+                        "n_ref": n_ref,
+                        "n_pred": n_pred,
+                    }
+                )
     return pd.DataFrame(rows, columns=TEST_DICE_COLUMNS)

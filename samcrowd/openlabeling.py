@@ -28,8 +28,19 @@ from samcrowd.identifiers import IDENTIFIER
 
 #: BTCV's 13 classes in label order (class id = BTCV label value - 1).
 BTCV_CLASSES = (
-    "spleen", "right kidney", "left kidney", "gallbladder", "esophagus", "liver", "stomach", "aorta",
-    "inferior vena cava", "portal vein and splenic vein", "pancreas", "right adrenal gland", "left adrenal gland",
+    "spleen",
+    "right kidney",
+    "left kidney",
+    "gallbladder",
+    "esophagus",
+    "liver",
+    "stomach",
+    "aorta",
+    "inferior vena cava",
+    "portal vein and splenic vein",
+    "pancreas",
+    "right adrenal gland",
+    "left adrenal gland",
 )
 
 _FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
@@ -146,8 +157,9 @@ def _to_pixels(lo: float, hi: float, rounding: str) -> tuple[int, int]:
     return math.floor(lo + 0.5), math.floor(hi + 0.5)
 
 
-def _clip(path: Path, line: int, cls: str, x0: int, y0: int, x1: int, y1: int, width: int, height: int,
-          warnings: list[str]) -> Box:
+def _clip(
+    path: Path, line: int, cls: str, x0: int, y0: int, x1: int, y1: int, width: int, height: int, warnings: list[str]
+) -> Box:
     """Half-open box clipped to the image; a box that lies wholly outside is an error."""
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if cx0 >= cx1 or cy0 >= cy1:
@@ -157,8 +169,9 @@ def _clip(path: Path, line: int, cls: str, x0: int, y0: int, x1: int, y1: int, w
     return Box(cls, cx0, cy0, cx1, cy1, line)
 
 
-def parse_yolo(path: Path, classes: list[str] | tuple[str, ...], width: int, height: int,
-               rounding: str = "round") -> SliceFile:
+def parse_yolo(
+    path: Path, classes: list[str] | tuple[str, ...], width: int, height: int, rounding: str = "round"
+) -> SliceFile:
     """Parse `class x_center y_center width height` lines (normalised floats; LF, CRLF or CR)."""
     result = SliceFile(path.stem, path, "yolo")
     for number, line in enumerate(text_lines(read_text(path)), 1):
@@ -166,8 +179,9 @@ def parse_yolo(path: Path, classes: list[str] | tuple[str, ...], width: int, hei
         if not fields:
             continue
         if len(fields) != 5:
-            raise SamcrowdError(f"expected 5 fields 'class x_center y_center width height', got {len(fields)}",
-                                path, number)
+            raise SamcrowdError(
+                f"expected 5 fields 'class x_center y_center width height', got {len(fields)}", path, number
+            )
         if not _INT.match(fields[0]):
             raise SamcrowdError(f"class id '{fields[0]}' is not a non-negative integer", path, number)
         cid = int(fields[0])
@@ -190,8 +204,9 @@ def parse_yolo(path: Path, classes: list[str] | tuple[str, ...], width: int, hei
         ymin, ymax = _to_pixels((yc - h / 2) * height, (yc + h / 2) * height, rounding)
         if xmax <= xmin or ymax <= ymin:
             raise SamcrowdError(f"degenerate box: less than one pixel wide on the {width}x{height} image", path, number)
-        result.boxes.append(_clip(path, number, classes[cid], xmin, ymin, xmax + 1, ymax + 1, width, height,
-                                  result.warnings))
+        result.boxes.append(
+            _clip(path, number, classes[cid], xmin, ymin, xmax + 1, ymax + 1, width, height, result.warnings)
+        )
     return result
 
 
@@ -237,8 +252,11 @@ def parse_voc(path: Path, rounding: str = "round") -> tuple[SliceFile, tuple[int
         parser.parse(_StringSource(text))
     except DefusedXmlException as e:
         line = handler.locator.getLineNumber() if handler.locator else None
-        raise SamcrowdError(f"refused: {type(e).__name__} (DTDs, entities and external references are not "
-                            "allowed in annotation files)", path, line) from None
+        raise SamcrowdError(
+            f"refused: {type(e).__name__} (DTDs, entities and external references are not allowed in annotation files)",
+            path,
+            line,
+        ) from None
     except xml.sax.SAXParseException as e:
         raise SamcrowdError(f"malformed XML: {e.getMessage()}", path, e.getLineNumber()) from None
     if not handler.values or handler.values[-1][0] != "annotation":
@@ -350,8 +368,10 @@ def write_yolo(path: Path, boxes: list[Box], classes: list[str] | tuple[str, ...
     lines = []
     for b in boxes:
         xmin, xmax, ymin, ymax = b.x0, b.x1 - 1, b.y0, b.y1 - 1
-        lines.append(f"{classes.index(b.cls)} {(xmin + xmax) / 2 / width:.6f} {(ymin + ymax) / 2 / height:.6f} "
-                     f"{(xmax - xmin) / width:.6f} {(ymax - ymin) / height:.6f}\n")
+        lines.append(
+            f"{classes.index(b.cls)} {(xmin + xmax) / 2 / width:.6f} {(ymin + ymax) / 2 / height:.6f} "
+            f"{(xmax - xmin) / width:.6f} {(ymax - ymin) / height:.6f}\n"
+        )
     path.write_text("".join(lines), encoding="utf-8")
 
 
@@ -382,16 +402,28 @@ def boxes_agree(a: list[Box], b: list[Box], tolerance: int = 1) -> bool:
         return False
     rest = list(b)
     for box in a:
-        match = next((o for o in rest if o.cls == box.cls and max(abs(box.x0 - o.x0), abs(box.y0 - o.y0),
-                                                                   abs(box.x1 - o.x1), abs(box.y1 - o.y1)) <= tolerance), None)
+        match = next(
+            (
+                o
+                for o in rest
+                if o.cls == box.cls
+                and max(abs(box.x0 - o.x0), abs(box.y0 - o.y0), abs(box.x1 - o.x1), abs(box.y1 - o.y1)) <= tolerance
+            ),
+            None,
+        )
         if match is None:
             return False
         rest.remove(match)
     return True
 
 
-def read_slice(stem: str, folder: AnnotatorFolder, classes: list[str] | tuple[str, ...],
-               size: Callable[[], tuple[int, int]], rounding: str) -> SliceFile:
+def read_slice(
+    stem: str,
+    folder: AnnotatorFolder,
+    classes: list[str] | tuple[str, ...],
+    size: Callable[[], tuple[int, int]],
+    rounding: str,
+) -> SliceFile:
     """Read one stem: VOC when present (it states the image size), checked against YOLO when both exist.
 
     `size()` gives (width, height) of the PNG, needed to read YOLO's normalised values.
@@ -401,19 +433,24 @@ def read_slice(stem: str, folder: AnnotatorFolder, classes: list[str] | tuple[st
         voc, (w, h) = parse_voc(folder.voc[stem], rounding)
         expected = size()
         if (w, h) != tuple(expected):
-            raise SamcrowdError(f"image size {w}x{h} differs from the exported PNG's {expected[0]}x{expected[1]}",
-                                folder.voc[stem])
+            raise SamcrowdError(
+                f"image size {w}x{h} differs from the exported PNG's {expected[0]}x{expected[1]}", folder.voc[stem]
+            )
         unknown = [b for b in voc.boxes if b.cls not in classes]
         if unknown and folder.class_list is not None:
-            raise SamcrowdError(f"class '{unknown[0].cls}' is not in {folder.class_list}", folder.voc[stem],
-                                unknown[0].line)
+            raise SamcrowdError(
+                f"class '{unknown[0].cls}' is not in {folder.class_list}", folder.voc[stem], unknown[0].line
+            )
     if stem in folder.yolo:
         width, height = size()
         yolo = parse_yolo(folder.yolo[stem], classes, width, height, rounding)
     if voc is not None and yolo is not None and not boxes_agree(voc.boxes, yolo.boxes):
-        raise SamcrowdError(f"YOLO and VOC files of stem '{stem}' disagree by more than 1 pixel "
-                            f"(YOLO {[(b.cls, b.x0, b.y0, b.x1, b.y1) for b in yolo.boxes]}, "
-                            f"VOC {[(b.cls, b.x0, b.y0, b.x1, b.y1) for b in voc.boxes]})", folder.voc[stem])
+        raise SamcrowdError(
+            f"YOLO and VOC files of stem '{stem}' disagree by more than 1 pixel "
+            f"(YOLO {[(b.cls, b.x0, b.y0, b.x1, b.y1) for b in yolo.boxes]}, "
+            f"VOC {[(b.cls, b.x0, b.y0, b.x1, b.y1) for b in voc.boxes]})",
+            folder.voc[stem],
+        )
     chosen = voc if voc is not None else yolo
     assert chosen is not None
     return chosen

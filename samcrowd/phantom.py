@@ -103,7 +103,9 @@ def write_study(settings: PhantomSettings, sheet_path: str | Path) -> pd.DataFra
     return table
 
 
-def make_case(settings: PhantomSettings, index: int, orientation: str = "LAS") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_case(
+    settings: PhantomSettings, index: int, orientation: str = "LAS"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One case: (image int16 HU, label uint8 BTCV values, affine), deterministic in (seed, index)."""
     rng = np.random.default_rng([settings.seed, index])
     hu, label = _anatomy(settings.shape, settings.spacing, rng)
@@ -139,7 +141,9 @@ def _smooth_field(shape, rng, sigma_vox) -> np.ndarray:
 
 def _ellipsoid(x, y, z, centre, radii) -> np.ndarray:
     """Normalised ellipsoid distance (1 on the surface)."""
-    return np.sqrt(((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2)
+    return np.sqrt(
+        ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2
+    )
 
 
 def _anatomy(shape, spacing, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +181,9 @@ def _anatomy(shape, spacing, rng) -> tuple[np.ndarray, np.ndarray]:
 
     # organs, least important first so later ones win where they touch
     liver_c = (0.36 + j(0.04), 0.02 + j(0.04), 0.74 + j(0.04))
-    liver = inside & (_ellipsoid(x, y, z, liver_c, (0.48 * scale, 0.46 * scale, 0.42)) + 0.14 * field[0] < 1) & (x > -0.3)
+    liver = (
+        inside & (_ellipsoid(x, y, z, liver_c, (0.48 * scale, 0.46 * scale, 0.42)) + 0.14 * field[0] < 1) & (x > -0.3)
+    )
     place(liver, rng.uniform(95, 110), "liver", noise=8)
     spleen_c = (-0.52 + j(0.04), -0.22 + j(0.04), 0.66 + j(0.05))
     spleen = inside & (_ellipsoid(x, y, z, spleen_c, (0.15 * scale, 0.24 * scale, 0.2)) + 0.15 * field[1] < 1)

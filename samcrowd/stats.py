@@ -48,12 +48,16 @@ def holm(pvalues: list[float]) -> list[float]:
 def mean_sd(values: pd.Series) -> tuple[float, float, int]:
     """Mean, sample SD (ddof 1) and count of the non-NaN values (NaN Dice: both masks empty)."""
     v = values.dropna()
-    return (float(v.mean()) if len(v) else float("nan"), float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
-            int(len(v)))
+    return (
+        float(v.mean()) if len(v) else float("nan"),
+        float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+        int(len(v)),
+    )
 
 
-def compare(dice: pd.DataFrame, organs: list[str], reference: str = "gt", others: list[str] | None = None,
-            correct: bool = False) -> pd.DataFrame:
+def compare(
+    dice: pd.DataFrame, organs: list[str], reference: str = "gt", others: list[str] | None = None, correct: bool = False
+) -> pd.DataFrame:
     """Per organ and overall: mean, SD, n of every source's test Dice; p of reference vs each other source.
 
     `dice` is long: source, case, organ, dice.
@@ -101,8 +105,11 @@ def comparison_markdown(table: pd.DataFrame, reference: str = "gt", labels: dict
     labels = labels or {}
     sources = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
     others = [s for s in sources if s != reference]
-    header = ["organ", *[labels.get(s, s) for s in sources], *[f"p ({labels.get(reference, reference)} vs "
-                                                              f"{labels.get(s, s)})" for s in others]]
+    header = [
+        "organ",
+        *[labels.get(s, s) for s in sources],
+        *[f"p ({labels.get(reference, reference)} vs {labels.get(s, s)})" for s in others],
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [str(row.organ), *[_cell(row[f"{s}_mean"], row[f"{s}_sd"]) for s in sources]]
@@ -149,7 +156,9 @@ def compare_tables(reference_csv: str | Path, other_csv: str | Path, correct: bo
     return compare(dice, organs, reference="reference", others=["other"], correct=correct)
 
 
-def table1(annotation: pd.DataFrame, comparison: pd.DataFrame, organs: list[str], reference: str = "gt") -> pd.DataFrame:
+def table1(
+    annotation: pd.DataFrame, comparison: pd.DataFrame, organs: list[str], reference: str = "gt"
+) -> pd.DataFrame:
     """Table 1 of the study from this run: crowd-label slice/volume Dice and the models' test Dice."""
     left = annotation.set_index("organ")
     right = comparison.set_index("organ")
@@ -166,11 +175,20 @@ def table1(annotation: pd.DataFrame, comparison: pd.DataFrame, organs: list[str]
 
 def table1_markdown(table: pd.DataFrame, reference: str = "gt") -> str:
     """Table 1 as Markdown, laid out like the study's."""
-    sources = [c.removeprefix("test_").removesuffix("_mean") for c in table.columns
-               if c.startswith("test_") and c.endswith("_mean")]
+    sources = [
+        c.removeprefix("test_").removesuffix("_mean")
+        for c in table.columns
+        if c.startswith("test_") and c.endswith("_mean")
+    ]
     others = [s for s in sources if s != reference]
-    header = ["organ", "slice Dice (crowd labels)", "volume Dice (stacked)", "volume Dice (completed)",
-              *[f"test Dice, nnU-Net on {s}" for s in sources], *[f"p ({reference} vs {s})" for s in others]]
+    header = [
+        "organ",
+        "slice Dice (crowd labels)",
+        "volume Dice (stacked)",
+        "volume Dice (completed)",
+        *[f"test Dice, nnU-Net on {s}" for s in sources],
+        *[f"p ({reference} vs {s})" for s in others],
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [str(row.organ)]
@@ -182,9 +200,17 @@ def table1_markdown(table: pd.DataFrame, reference: str = "gt") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table1(annotation_path: str | Path, test_dice_path: str | Path | None, organs: list[str],
-                 reference: str, correct: bool, out_table: str | Path, out_markdown: str | Path,
-                 out_comparison: str | Path, out_html: str | Path | None = None) -> pd.DataFrame:
+def write_table1(
+    annotation_path: str | Path,
+    test_dice_path: str | Path | None,
+    organs: list[str],
+    reference: str,
+    correct: bool,
+    out_table: str | Path,
+    out_markdown: str | Path,
+    out_comparison: str | Path,
+    out_html: str | Path | None = None,
+) -> pd.DataFrame:
     """The workflow's `stats` job: Table 1 (TSV, Markdown, HTML for the report) and the comparison."""
     from samcrowd import io
 
@@ -204,7 +230,9 @@ def write_table1(annotation_path: str | Path, test_dice_path: str | Path | None,
     return table
 
 
-NOTE = ("Mean ± SD across cases (sample SD). Slice Dice: crowd labels on the slices annotators boxed; volume Dice: "
-        "stacked fusion and after 3D completion. Test Dice: nnU-Net trained on each label source, ensembled folds, "
-        "on the test split. p: two-sided Wilcoxon signed-rank test on paired test cases (scipy.stats.wilcoxon "
-        "defaults; pairs with a NaN Dice dropped; 'mean' compares each case's mean over organs).")
+NOTE = (
+    "Mean ± SD across cases (sample SD). Slice Dice: crowd labels on the slices annotators boxed; volume Dice: "
+    "stacked fusion and after 3D completion. Test Dice: nnU-Net trained on each label source, ensembled folds, "
+    "on the test split. p: two-sided Wilcoxon signed-rank test on paired test cases (scipy.stats.wilcoxon "
+    "defaults; pairs with a NaN Dice dropped; 'mean' compares each case's mean over organs)."
+)

@@ -6,6 +6,7 @@ from samcrowd import figures, jobs
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 jobs.run(
     snakemake,
-    lambda: figures.test_dice_figure(pd.read_csv(i.dice, sep="\t"), pd.read_csv(i.comparison, sep="\t"), p.organs,
-                                     [o.png, o.svg], p.reference, p.dpi),
+    lambda: figures.test_dice_figure(
+        pd.read_csv(i.dice, sep="\t"), pd.read_csv(i.comparison, sep="\t"), p.organs, [o.png, o.svg], p.reference, p.dpi
+    ),
 )

@@ -4,6 +4,13 @@ from samcrowd import jobs, nnunet
 i, p = snakemake.input, snakemake.params
 jobs.run(
     snakemake,
-    lambda: nnunet.write_dataset(snakemake.output[0], p.paths, p.dataset_id, p.source,
-                                 list(zip(p.cases, i.images, i.labels)), p.organs, p.other_labels),
+    lambda: nnunet.write_dataset(
+        snakemake.output[0],
+        p.paths,
+        p.dataset_id,
+        p.source,
+        list(zip(p.cases, i.images, i.labels)),
+        p.organs,
+        p.other_labels,
+    ),
 )

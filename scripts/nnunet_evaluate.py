@@ -4,7 +4,8 @@ from samcrowd import io, jobs, nnunet
 i, p = snakemake.input, snakemake.params
 jobs.run(
     snakemake,
-    lambda: io.write_tsv(snakemake.output[0], nnunet.test_dice(dict(zip(p.sources, i.predictions)),
-                                                               list(zip(p.cases, i.labels)), p.organs,
-                                                               p.other_labels)),
+    lambda: io.write_tsv(
+        snakemake.output[0],
+        nnunet.test_dice(dict(zip(p.sources, i.predictions)), list(zip(p.cases, i.labels)), p.organs, p.other_labels),
+    ),
 )

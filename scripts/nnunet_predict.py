@@ -4,6 +4,16 @@ from samcrowd import jobs, nnunet
 p = snakemake.params
 jobs.run(
     snakemake,
-    lambda: nnunet.predict(snakemake.input.images, list(zip(p.cases, snakemake.input.originals)), snakemake.output[0],
-                           p.paths, p.dataset_id, p.configuration, p.trainer, p.folds, p.device, snakemake.threads),
+    lambda: nnunet.predict(
+        snakemake.input.images,
+        list(zip(p.cases, snakemake.input.originals)),
+        snakemake.output[0],
+        p.paths,
+        p.dataset_id,
+        p.configuration,
+        p.trainer,
+        p.folds,
+        p.device,
+        snakemake.threads,
+    ),
 )

@@ -1,5 +1,7 @@
 # Snakemake entry point: the test split's images for nnU-Net's predictor.
 from samcrowd import jobs, nnunet
 
-jobs.run(snakemake, lambda: nnunet.test_images(list(zip(snakemake.params.cases, snakemake.input.images)),
-                                                   snakemake.output[0]))
+jobs.run(
+    snakemake,
+    lambda: nnunet.test_images(list(zip(snakemake.params.cases, snakemake.input.images)), snakemake.output[0]),
+)

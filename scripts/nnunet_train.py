@@ -4,6 +4,16 @@ from samcrowd import jobs, nnunet
 p = snakemake.params
 jobs.run(
     snakemake,
-    lambda: nnunet.train(p.paths, p.dataset_id, p.source, p.configuration, int(snakemake.wildcards.fold), p.trainer,
-                         p.device, snakemake.threads, deterministic=p.deterministic, seed=p.seed),
+    lambda: nnunet.train(
+        p.paths,
+        p.dataset_id,
+        p.source,
+        p.configuration,
+        int(snakemake.wildcards.fold),
+        p.trainer,
+        p.device,
+        snakemake.threads,
+        deterministic=p.deterministic,
+        seed=p.seed,
+    ),
 )

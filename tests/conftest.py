@@ -35,8 +35,9 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run this checkout's workflow in `workdir` with the test interpreter's snakemake."""
-    return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True, timeout=timeout,
-                          cwd=workdir)
+    return subprocess.run(
+        snakemake_command(workdir, *args), capture_output=True, text=True, timeout=timeout, cwd=workdir
+    )
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -96,8 +97,15 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def sam_settings(checkpoint, kind="sam", **extra):
-    return {"kind": kind, "model_type": "test_tiny", "checkpoint": str(checkpoint), "device": "cpu",
-            "precision": "fp32", "multimask": "best", **extra}
+    return {
+        "kind": kind,
+        "model_type": "test_tiny",
+        "checkpoint": str(checkpoint),
+        "device": "cpu",
+        "precision": "fp32",
+        "multimask": "best",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -88,23 +88,24 @@ class SlurmCluster:
     def start(cls, state: Path, timeout: float = 60) -> SlurmCluster:
         missing = missing_binaries()
         if missing:
-            raise SlurmUnavailable(f"SLURM is not installed (missing {', '.join(missing)}); "
-                                   "apt-get install slurm-wlm munge")
+            raise SlurmUnavailable(
+                f"SLURM is not installed (missing {', '.join(missing)}); apt-get install slurm-wlm munge"
+            )
         if os.geteuid() != 0:
             raise SlurmUnavailable("the test SLURM needs root (munged, slurmctld and slurmd)")
         for name in ("slurm.conf", "gres.conf"):
             target = ETC / name
             if target.exists() and not (target.is_symlink() and "samcrowd" in os.readlink(target)):
-                raise SlurmUnavailable(f"{target} exists and is not a samcrowd test config; "
-                                       "refusing to replace a real cluster's settings")
+                raise SlurmUnavailable(
+                    f"{target} exists and is not a samcrowd test config; refusing to replace a real cluster's settings"
+                )
         state = Path(state)
         (state / "ctld").mkdir(parents=True, exist_ok=True)
         (state / "d").mkdir(parents=True, exist_ok=True)
         host = socket.gethostname().split(".")[0]
         conf_dir = state / "samcrowd-slurm-etc"
         conf_dir.mkdir(exist_ok=True)
-        (conf_dir / "slurm.conf").write_text(slurm_conf(state, host, os.cpu_count() or 1,
-                                                        _real_memory_mb()))
+        (conf_dir / "slurm.conf").write_text(slurm_conf(state, host, os.cpu_count() or 1, _real_memory_mb()))
         (conf_dir / "gres.conf").write_text(f"NodeName={host} Name=gpu Count=2 File=/dev/null,/dev/zero\n")
         cluster = cls(state=state)
         try:
@@ -118,8 +119,9 @@ class SlurmCluster:
             munge_run = Path("/run/munge")
             munge_run.mkdir(parents=True, exist_ok=True)
             shutil.chown(munge_run, "munge", "munge")
-            cluster._spawn(["setpriv", "--reuid=munge", "--regid=munge", "--init-groups",
-                            _bin("munged"), "--foreground"], "munged")
+            cluster._spawn(
+                ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", _bin("munged"), "--foreground"], "munged"
+            )
             cluster._wait(lambda: Path("/run/munge/munge.socket.2").exists(), timeout, "munged")
             cluster._spawn([_bin("slurmctld"), "-D", "-i"], "slurmctld")
             cluster._wait(cluster._controller_up, timeout, "slurmctld")
@@ -132,16 +134,16 @@ class SlurmCluster:
 
     def _spawn(self, cmd: list[str], name: str) -> None:
         with open(self.state / f"{name}.stdout", "w") as log:  # the daemon keeps its own copy
-            self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                   start_new_session=True))
+            self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     def _wait(self, ready, timeout: float, name: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             dead = [p for p in self.processes if p.poll() is not None]
             if dead:
-                raise SlurmUnavailable(f"{name} did not start: {dead[0].args[0]} exited with "
-                                       f"{dead[0].returncode}; see {self.state}")
+                raise SlurmUnavailable(
+                    f"{name} did not start: {dead[0].args[0]} exited with {dead[0].returncode}; see {self.state}"
+                )
             if ready():
                 return
             time.sleep(0.3)
@@ -176,6 +178,7 @@ class SlurmCluster:
     @staticmethod
     def jobs() -> list[dict[str, str]]:
         """SLURM's record of every job it still knows: one dict of KEY=value fields per job."""
-        out = subprocess.run([_bin("scontrol"), "show", "job", "-o", "-d"], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [_bin("scontrol"), "show", "job", "-o", "-d"], capture_output=True, text=True, check=True
+        ).stdout
         return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines() if line.strip()]

@@ -34,8 +34,9 @@ def test_the_published_campaign_imports_exactly():
     assert (table.organ == "").sum() == 531
     assert drawn.organ.value_counts().reindex(ORGANS).tolist() == [253, 257, 254, 456, 620]
     assert table.file.nunique() == 1182
-    assert boxes.summary(table, ORGANS) == ("1840 boxes on 651 slices (531 seen empty); spleen 253, right_kidney 257, "
-                                            "left_kidney 254, liver 456, aorta 620")
+    assert boxes.summary(table, ORGANS) == (
+        "1840 boxes on 651 slices (531 seen empty); spleen 253, right_kidney 257, left_kidney 254, liver 456, aorta 620"
+    )
 
 
 @functools.cache
@@ -50,7 +51,7 @@ def inside_fractions(table):
     for row in table[table.organ != ""].itertuples():
         mask = sam_volume(row.case)[:, :, row.k0] == ORGANS.index(row.organ) + 1
         if mask.any():
-            fractions.append(mask[row.i0:row.i1, row.j0:row.j1].sum() / mask.sum())
+            fractions.append(mask[row.i0 : row.i1, row.j0 : row.j1].sum() / mask.sum())
     return np.array(fractions)
 
 
@@ -99,8 +100,11 @@ def test_simulated_files_parse_back_to_the_boxes_drawn(simulated, formats):
     drawn = crowd.simulate_annotator("ann", profile, inputs, organs, out, seed=3, formats=formats)
     table = boxes.annotator_table(out, "ann", PRESETS["project"], ORGANS, frames.get)
     got = {(r.case, r.slice, r.organ, r.x0, r.y0, r.x1, r.y1) for r in table[table.organ != ""].itertuples()}
-    want = {(stem.rsplit("_", 1)[0], int(stem.rsplit("_", 1)[1]), b.cls, b.x0, b.y0, b.x1, b.y1)
-            for stem, bs in drawn.items() for b in bs}
+    want = {
+        (stem.rsplit("_", 1)[0], int(stem.rsplit("_", 1)[1]), b.cls, b.x0, b.y0, b.x1, b.y1)
+        for stem, bs in drawn.items()
+        for b in bs
+    }
     assert got == want and len(want) > 20
     seen_empty = {(r.case, r.slice) for r in table[table.organ == ""].itertuples()}
     assert seen_empty == {(s.rsplit("_", 1)[0], int(s.rsplit("_", 1)[1])) for s, bs in drawn.items() if not bs}
@@ -109,8 +113,13 @@ def test_simulated_files_parse_back_to_the_boxes_drawn(simulated, formats):
 def test_voxel_boxes_agree_with_the_pixel_boxes_through_the_manifest(simulated):
     tmp, inputs, frames, organs, profile = simulated
     out = tmp / "ann-geo"
-    crowd.simulate_annotator("ann", dataclasses.replace(profile, jitter_px=0, scale_bias=1, miss_rate=0,
-                                                        wrong_class_rate=0), inputs, organs, out)
+    crowd.simulate_annotator(
+        "ann",
+        dataclasses.replace(profile, jitter_px=0, scale_bias=1, miss_rate=0, wrong_class_rate=0),
+        inputs,
+        organs,
+        out,
+    )
     table = boxes.annotator_table(out, "ann", PRESETS["project"], ORGANS, frames.get)
     for case, (label_path, _) in zip(["sim0", "sim1"], inputs):
         label, _ = io.load_volume(label_path)
@@ -121,9 +130,12 @@ def test_voxel_boxes_agree_with_the_pixel_boxes_through_the_manifest(simulated):
             on_slice = np.zeros(label.shape, bool)
             on_slice[tuple(index)] = label[tuple(index)] == organs[r.organ]
             assert ((r.i0, r.i1), (r.j0, r.j1), (r.k0, r.k1)) == tuple(
-                (int(np.flatnonzero(on_slice.any(axis=tuple(a for a in range(3) if a != ax)))[0]),
-                 int(np.flatnonzero(on_slice.any(axis=tuple(a for a in range(3) if a != ax)))[-1]) + 1)
-                for ax in range(3))
+                (
+                    int(np.flatnonzero(on_slice.any(axis=tuple(a for a in range(3) if a != ax)))[0]),
+                    int(np.flatnonzero(on_slice.any(axis=tuple(a for a in range(3) if a != ax)))[-1]) + 1,
+                )
+                for ax in range(3)
+            )
 
 
 def make_folder(tmp_path, files, classes="spleen\nright_kidney\nleft_kidney\nliver\naorta\n"):
@@ -142,9 +154,14 @@ def project_frames(case="c1", shape=(20, 16, 6)):
 
 
 def test_other_classes_are_ignored_and_counted(tmp_path, caplog):
-    folder = make_folder(tmp_path, {"c1_0002.txt": "0 0.5 0.5 0.3 0.3\n5 0.5 0.5 0.3 0.3\n5 0.4 0.4 0.3 0.3\n",
-                                    "c1_0003.txt": "5 0.5 0.5 0.3 0.3\n"},
-                         classes="spleen\nright_kidney\nleft_kidney\nliver\naorta\nstomach\n")
+    folder = make_folder(
+        tmp_path,
+        {
+            "c1_0002.txt": "0 0.5 0.5 0.3 0.3\n5 0.5 0.5 0.3 0.3\n5 0.4 0.4 0.3 0.3\n",
+            "c1_0003.txt": "5 0.5 0.5 0.3 0.3\n",
+        },
+        classes="spleen\nright_kidney\nleft_kidney\nliver\naorta\nstomach\n",
+    )
     with caplog.at_level("INFO"):
         table = boxes.annotator_table(folder, "ann", PRESETS["project"], ORGANS, project_frames().get)
     assert table.organ.tolist() == ["spleen", ""]  # slice 3 only showed another class: seen, no organ
@@ -175,7 +192,10 @@ def test_a_folder_without_class_list_needs_a_preset_that_has_one(tmp_path):
 
 def test_class_names_match_organs_by_normalised_name_or_override():
     assert boxes.class_map(["Right Kidney", "left-kidney", "Leber", "stomach"], ORGANS, {"Leber": "liver"}) == {
-        "Right Kidney": "right_kidney", "left-kidney": "left_kidney", "Leber": "liver"}
+        "Right Kidney": "right_kidney",
+        "left-kidney": "left_kidney",
+        "Leber": "liver",
+    }
 
 
 def test_tables_round_trip_through_tsv(tmp_path):

@@ -49,11 +49,16 @@ def test_a_sheet_without_label_column_is_fine(project):
 @pytest.mark.parametrize(
     "rows, message",
     [
-        (["a\tdata/a.nii.gz\t\ttrain", "b\tdata/b.nii.gz\t\ttest", "a\tdata/c.nii.gz\t\ttest"],
-         r"cases\.tsv:4: case 'a' is defined twice \(first on line 2\)"),
+        (
+            ["a\tdata/a.nii.gz\t\ttrain", "b\tdata/b.nii.gz\t\ttest", "a\tdata/c.nii.gz\t\ttest"],
+            r"cases\.tsv:4: case 'a' is defined twice \(first on line 2\)",
+        ),
         (["a\tdata/a.nii.gz\t\tvalidation"], r"cases\.tsv:2: case sheet: key 'split': 'validation' is not one of"),
         (["a\tdata/missing.nii.gz\t\ttrain"], r"cases\.tsv:2: image 'data/missing\.nii\.gz' does not exist"),
-        (["a\tdata/a.nii.gz\tdata/nolabel.nii.gz\ttrain"], r"cases\.tsv:2: label 'data/nolabel\.nii\.gz' does not exist"),
+        (
+            ["a\tdata/a.nii.gz\tdata/nolabel.nii.gz\ttrain"],
+            r"cases\.tsv:2: label 'data/nolabel\.nii\.gz' does not exist",
+        ),
         (["../evil\tdata/a.nii.gz\t\ttrain"], r"cases\.tsv:2: case sheet: key 'case': '\.\./evil' does not match"),
         (["a\t../outside.nii.gz\t\ttrain"], r"cases\.tsv:2: image '\.\./outside\.nii\.gz' lies outside the project"),
         (["a\tdata/a.nii.gz\t\ttrain\textra"], r"cases\.tsv:2: more fields than columns"),
@@ -89,7 +94,9 @@ def test_image_label_pairs_must_share_the_grid(project):
     summary = cases.check_pair("data/a.nii.gz", "data/a_seg.nii.gz")
     assert summary["shape"] == [8, 8, 4] and summary["orientation"] == "LAS"
     io.save_volume(project / "data/short.nii.gz", np.zeros((8, 8, 3), np.uint8), AFFINE)
-    with pytest.raises(SamcrowdError, match=r"short\.nii\.gz: label shape \(8, 8, 3\) differs from image shape \(8, 8, 4\)"):
+    with pytest.raises(
+        SamcrowdError, match=r"short\.nii\.gz: label shape \(8, 8, 3\) differs from image shape \(8, 8, 4\)"
+    ):
         cases.check_pair("data/a.nii.gz", "data/short.nii.gz")
     shifted = AFFINE.copy()
     shifted[0, 3] = 5.0
@@ -135,8 +142,11 @@ def btcv_folder(tmp_path):
 
 def test_btcv_sheet_command_writes_the_published_split(btcv_folder, tmp_path):
     out = tmp_path / "cases_btcv.tsv"
-    run = subprocess.run([sys.executable, "-m", "samcrowd.cli", "btcv-sheet", str(btcv_folder), "-o", str(out)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "samcrowd.cli", "btcv-sheet", str(btcv_folder), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert "wrote 30 cases (15 train, 15 test)" in run.stderr
     table = cases.read_sheet(out, allow_outside=True)
@@ -144,13 +154,16 @@ def test_btcv_sheet_command_writes_the_published_split(btcv_folder, tmp_path):
     assert table.case[0] == "img0001" and table.image[0].endswith("RawData/Training/img/img0001.nii.gz")
     assert table.label[0].endswith("RawData/Training/label/label0001.nii.gz")
     assert sorted(table[table.split == "test"].case) == sorted(
-        f"img{n:04d}" for n in [3, 4, 5, 6, 8, 9, 22, 25, 26, 31, 35, 36, 37, 38, 39])
+        f"img{n:04d}" for n in [3, 4, 5, 6, 8, 9, 22, 25, 26, 31, 35, 36, 37, 38, 39]
+    )
 
 
 def test_btcv_sheet_names_the_missing_file(btcv_folder):
     (btcv_folder / "RawData/Training/label/label0021.nii.gz").unlink()
-    run = subprocess.run([sys.executable, "-m", "samcrowd.cli", "btcv-sheet", str(btcv_folder)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "samcrowd.cli", "btcv-sheet", str(btcv_folder)], capture_output=True, text=True
+    )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        f"samcrowd: error: {btcv_folder}: label0021.nii.gz (case 21, train) not found below this folder"]
+        f"samcrowd: error: {btcv_folder}: label0021.nii.gz (case 21, train) not found below this folder"
+    ]

@@ -27,7 +27,10 @@ def test_schema_defaults_equal_config_yaml_except_the_demos_nnunet_budget():
     differs = {key for key in defaults["nnunet"] if defaults["nnunet"][key] != demo["nnunet"][key]}
     assert differs == {"configuration", "trainer", "folds", "threads", "deterministic", "train_resources"}
     assert (defaults["nnunet"]["configuration"], defaults["nnunet"]["trainer"], defaults["nnunet"]["folds"]) == (
-        "3d_fullres", "nnUNetTrainer", 5)
+        "3d_fullres",
+        "nnUNetTrainer",
+        5,
+    )
     defaults.pop("nnunet"), demo.pop("nnunet")
     assert defaults == demo
 
@@ -81,8 +84,13 @@ def test_yaml_syntax_errors_name_file_and_line(tmp_path):
 def test_validate_fills_defaults_in_place():
     config = {"export": {"every": 3}}
     validate(config, load_schema("config"))
-    assert config["export"] == {"every": 3, "window_level": 40, "window_width": 400, "body_only": False,
-                                "splits": ["train"]}
+    assert config["export"] == {
+        "every": 3,
+        "window_level": 40,
+        "window_width": 400,
+        "body_only": False,
+        "splits": ["train"],
+    }
     assert config["data"]["source"] == "phantom"
 
 

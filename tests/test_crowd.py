@@ -71,8 +71,9 @@ def test_noise_profiles_behave_as_configured(case):
     stats = {}
     for name, profile in {
         "careful": crowd.Profile(jitter_px=1, scale_bias=1, miss_rate=0.02, slice_fraction=0.3, wrong_class_rate=0),
-        "unreliable": crowd.Profile(jitter_px=6, scale_bias=1.35, miss_rate=0.25, slice_fraction=0.3,
-                                    wrong_class_rate=0.15),
+        "unreliable": crowd.Profile(
+            jitter_px=6, scale_bias=1.35, miss_rate=0.25, slice_fraction=0.3, wrong_class_rate=0.15
+        ),
     }.items():
         opened, ious, wrong, present, boxed = 0, [], 0, 0, 0
         for seed in range(10):
@@ -88,8 +89,9 @@ def test_noise_profiles_behave_as_configured(case):
                     if best is not None:
                         ious.append(iou(b, best))
                         wrong += best.cls != b.cls
-        stats[name] = dict(fraction=opened / (10 * 20), iou=np.mean(ious), wrong=wrong / len(ious),
-                           missed=1 - boxed / present)
+        stats[name] = dict(
+            fraction=opened / (10 * 20), iou=np.mean(ious), wrong=wrong / len(ious), missed=1 - boxed / present
+        )
     careful, unreliable = stats["careful"], stats["unreliable"]
     assert 0.2 < careful["fraction"] < 0.4 and 0.2 < unreliable["fraction"] < 0.4
     assert careful["iou"] > 0.7 and unreliable["iou"] < careful["iou"] - 0.15  # small organs: 1 px matters
@@ -108,8 +110,13 @@ def test_the_simulated_folder_is_what_openlabeling_writes(case, tmp_path):
     label, manifest, g = case
     io.save_volume(tmp_path / "seg.nii.gz", label, np.eye(4))
     io.write_json(tmp_path / "m.json", manifest)
-    drawn = crowd.simulate_annotator("ann", dataclasses.replace(PERFECT, slice_fraction=0.5),
-                                     [(tmp_path / "seg.nii.gz", tmp_path / "m.json")], ORGAN_VALUES, tmp_path / "ann")
+    drawn = crowd.simulate_annotator(
+        "ann",
+        dataclasses.replace(PERFECT, slice_fraction=0.5),
+        [(tmp_path / "seg.nii.gz", tmp_path / "m.json")],
+        ORGAN_VALUES,
+        tmp_path / "ann",
+    )
     assert (tmp_path / "ann/class_list.txt").read_text().split() == ORGANS
     assert sorted(p.stem for p in (tmp_path / "ann/YOLO_darknet").iterdir()) == sorted(drawn)
     assert sorted(p.stem for p in (tmp_path / "ann/PASCAL_VOC").iterdir()) == sorted(drawn)

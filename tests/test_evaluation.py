@@ -23,8 +23,12 @@ def write(path, volume):
 
 
 def coverage(rows):
-    return pd.DataFrame([{"case": "c", "annotator": "a", "slice": k, "organ": o, "status": s, "boxes": 1, "voxels": 0}
-                         for k, o, s in rows])
+    return pd.DataFrame(
+        [
+            {"case": "c", "annotator": "a", "slice": k, "organ": o, "status": s, "boxes": 1, "voxels": 0}
+            for k, o, s in rows
+        ]
+    )
 
 
 @pytest.fixture
@@ -38,23 +42,45 @@ def case(tmp_path):
     ann[2:6, 2:6, 1] = 2  # liver right on slice 1
     ann[2:6, 2:4, 3] = 2  # half the liver on slice 3
     write(tmp_path / "a.nii.gz", ann)
-    io.write_tsv(tmp_path / "a.tsv", coverage([(1, "liver", "boxed"), (1, "spleen", "absent"),
-                                                (3, "liver", "boxed"), (3, "spleen", "absent")]))
+    io.write_tsv(
+        tmp_path / "a.tsv",
+        coverage([(1, "liver", "boxed"), (1, "spleen", "absent"), (3, "liver", "boxed"), (3, "spleen", "absent")]),
+    )
     stacked = ann.copy()
     crowd = ann.copy()
     crowd[2:6, 2:6, 2] = 2  # completion filled slice 2
     write(tmp_path / "stacked.nii.gz", stacked)
     write(tmp_path / "crowd.nii.gz", crowd)
-    pd.DataFrame([{"case": "c", "organ": o, "slice": k, "voters": 1, "boxed": int(o == "liver"), "fused_voxels": 0,
-                   "completed_voxels": 0} for k in (1, 3) for o in ORGANS]).to_csv(tmp_path / "fusion.tsv", sep="\t",
-                                                                                    index=False)
+    pd.DataFrame(
+        [
+            {
+                "case": "c",
+                "organ": o,
+                "slice": k,
+                "voters": 1,
+                "boxed": int(o == "liver"),
+                "fused_voxels": 0,
+                "completed_voxels": 0,
+            }
+            for k in (1, 3)
+            for o in ORGANS
+        ]
+    ).to_csv(tmp_path / "fusion.tsv", sep="\t", index=False)
     return tmp_path
 
 
 def test_volume_and_slice_dice_of_each_source(case):
     slices, volumes, exclusions = evaluation.evaluate_case(
-        "c", case / "ref.nii.gz", ORGANS, G, {"a": (case / "a.nii.gz", case / "a.tsv")}, case / "stacked.nii.gz",
-        case / "crowd.nii.gz", case / "fusion.tsv", other_labels="background")
+        "c",
+        case / "ref.nii.gz",
+        ORGANS,
+        G,
+        {"a": (case / "a.nii.gz", case / "a.tsv")},
+        case / "stacked.nii.gz",
+        case / "crowd.nii.gz",
+        case / "fusion.tsv",
+        other_labels="background",
+    )
     v = volumes.set_index(["source", "organ"])
     assert v.loc[("a", "liver"), "dice"] == pytest.approx(2 * 24 / (48 + 24))
     assert v.loc[("completed", "liver"), "dice"] == pytest.approx(2 * 40 / (48 + 40))
@@ -79,12 +105,14 @@ def test_expert_label_values_that_are_no_organ_stop_unless_mapped_to_background(
 
 def test_both_empty_is_nan_and_left_out_of_means():
     slices = pd.DataFrame(columns=evaluation.SLICE_COLUMNS)
-    volumes = pd.DataFrame([
-        {"case": "c1", "organ": "liver", "source": "fused", "dice": 0.8, "n_ref": 1, "n_pred": 1},
-        {"case": "c2", "organ": "liver", "source": "fused", "dice": 0.6, "n_ref": 1, "n_pred": 1},
-        {"case": "c3", "organ": "liver", "source": "fused", "dice": float("nan"), "n_ref": 0, "n_pred": 0},
-        {"case": "c1", "organ": "spleen", "source": "fused", "dice": 0.4, "n_ref": 1, "n_pred": 1},
-    ])
+    volumes = pd.DataFrame(
+        [
+            {"case": "c1", "organ": "liver", "source": "fused", "dice": 0.8, "n_ref": 1, "n_pred": 1},
+            {"case": "c2", "organ": "liver", "source": "fused", "dice": 0.6, "n_ref": 1, "n_pred": 1},
+            {"case": "c3", "organ": "liver", "source": "fused", "dice": float("nan"), "n_ref": 0, "n_pred": 0},
+            {"case": "c1", "organ": "spleen", "source": "fused", "dice": 0.4, "n_ref": 1, "n_pred": 1},
+        ]
+    )
     table = evaluation.annotation_table(slices, volumes, ["liver", "spleen"]).set_index("organ")
     assert table.loc["liver", "volume_dice_fused_mean"] == pytest.approx(0.7)
     assert table.loc["liver", "volume_dice_fused_sd"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
@@ -98,5 +126,6 @@ def test_both_empty_is_nan_and_left_out_of_means():
 
 def test_expert_values_map_to_the_dense_organ_values():
     label = np.array([0, 1, 2, 3, 6, 8, 11], np.uint8)
-    assert evaluation.dense_labels(label, {"spleen": 1, "right_kidney": 2, "left_kidney": 3, "liver": 6,
-                                           "aorta": 8}).tolist() == [0, 1, 2, 3, 4, 5, 0]
+    assert evaluation.dense_labels(
+        label, {"spleen": 1, "right_kidney": 2, "left_kidney": 3, "liver": 6, "aorta": 8}
+    ).tolist() == [0, 1, 2, 3, 4, 5, 0]

@@ -31,9 +31,12 @@ def runs(tmp_path_factory):
         work = tmp_path_factory.mktemp(kind)
         (work / "example_ct.tsv").write_text(  # the preset's sheet, pointing at the scan from here
             "case\timage\tlabel\tsplit\n"
-            f"totalseg_example\t{SCAN / 'example_ct_sm.nii.gz'}\t{SCAN / 'example_seg.nii.gz'}\ttrain\n")
-        cfg = write_config(work / "here.yaml", TIGHT + "data: {sheet: example_ct.tsv, allow_outside_project: true}\n"
-                                                       f"segmenter: {{kind: {kind}}}\n")
+            f"totalseg_example\t{SCAN / 'example_ct_sm.nii.gz'}\t{SCAN / 'example_seg.nii.gz'}\ttrain\n"
+        )
+        cfg = write_config(
+            work / "here.yaml",
+            TIGHT + f"data: {{sheet: example_ct.tsv, allow_outside_project: true}}\nsegmenter: {{kind: {kind}}}\n",
+        )
         run = snakemake(work, "--cores", "2", "--configfile", str(REPO / "config" / "example_ct.yaml"), str(cfg))
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
         out[kind] = work
@@ -58,8 +61,11 @@ def test_litemedsam_from_tight_boxes_reaches_0_85_mean_slice_dice_and_beats_the_
 def test_mask_volumes_keep_the_scans_exact_geometry_and_other_structures_are_background(runs):
     image = nib.load(SCAN / "example_ct_sm.nii.gz")
     for work in runs.values():
-        for path in ["results/masks/totalseg_example/tight.nii.gz", "results/labels/stacked/totalseg_example.nii.gz",
-                     "results/labels/crowd/totalseg_example.nii.gz"]:
+        for path in [
+            "results/masks/totalseg_example/tight.nii.gz",
+            "results/labels/stacked/totalseg_example.nii.gz",
+            "results/labels/crowd/totalseg_example.nii.gz",
+        ]:
             volume = nib.load(work / path)
             assert volume.shape == image.shape and np.array_equal(volume.affine, image.affine), path
             assert set(np.unique(np.asarray(volume.dataobj))) <= {0, 1, 2, 3, 4, 5}

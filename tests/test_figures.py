@@ -13,8 +13,14 @@ ORGANS = ["liver", "aorta"]
 
 def dice_table():
     rng = np.random.default_rng(0)
-    return pd.DataFrame([{"source": s, "case": f"c{i}", "organ": o, "dice": float(rng.uniform(0.6, 0.95))}
-                         for s in ("gt", "crowd") for i in range(5) for o in ORGANS])
+    return pd.DataFrame(
+        [
+            {"source": s, "case": f"c{i}", "organ": o, "dice": float(rng.uniform(0.6, 0.95))}
+            for s in ("gt", "crowd")
+            for i in range(5)
+            for o in ORGANS
+        ]
+    )
 
 
 def test_figures_are_reproducible_byte_for_byte(tmp_path):
@@ -28,14 +34,28 @@ def test_figures_are_reproducible_byte_for_byte(tmp_path):
 
 
 def test_reliability_and_annotation_figures(tmp_path):
-    quality = pd.DataFrame({"annotator": ["a", "b"], "box_iou": [0.7, 0.3], "mask_dice_loo": [0.8, 0.4],
-                            "staple_sensitivity": [0.9, 0.5], "reliability": [0.8, 0.4], "rank": [1, 2],
-                            "flagged": [False, True]})
+    quality = pd.DataFrame(
+        {
+            "annotator": ["a", "b"],
+            "box_iou": [0.7, 0.3],
+            "mask_dice_loo": [0.8, 0.4],
+            "staple_sensitivity": [0.9, 0.5],
+            "reliability": [0.8, 0.4],
+            "rank": [1, 2],
+            "flagged": [False, True],
+        }
+    )
     figures.reliability_figure(quality, 0.6, [tmp_path / "q.png"])
-    volumes = pd.DataFrame([{"case": "c", "organ": o, "source": s, "dice": 0.7, "n_ref": 1, "n_pred": 1}
-                            for o in ORGANS for s in ("fused", "completed")])
-    slices = pd.DataFrame([{"case": "c", "organ": o, "source": "fused", "slice": 1, "dice": 0.9, "n_ref": 1,
-                            "n_pred": 1} for o in ORGANS])
+    volumes = pd.DataFrame(
+        [
+            {"case": "c", "organ": o, "source": s, "dice": 0.7, "n_ref": 1, "n_pred": 1}
+            for o in ORGANS
+            for s in ("fused", "completed")
+        ]
+    )
+    slices = pd.DataFrame(
+        [{"case": "c", "organ": o, "source": "fused", "slice": 1, "dice": 0.9, "n_ref": 1, "n_pred": 1} for o in ORGANS]
+    )
     figures.annotation_figure(slices, volumes, ORGANS, [tmp_path / "a.png"])
     assert (tmp_path / "q.png").stat().st_size > 5000 and (tmp_path / "a.png").stat().st_size > 5000
 
@@ -60,6 +80,7 @@ def test_overlay_figure_of_a_stored_las_case(tmp_path):
     lab, _ = reorient(label, np.diag([1.0, 1.0, 3.0, 1.0]), "LAS")
     io.save_volume(tmp_path / "i.nii.gz", data, affine)
     io.save_volume(tmp_path / "l.nii.gz", lab, affine)
-    figures.overlay_figure(tmp_path / "i.nii.gz", lab, {"crowd": tmp_path / "l.nii.gz"}, ["liver"],
-                           [tmp_path / "o.png"], "test")
+    figures.overlay_figure(
+        tmp_path / "i.nii.gz", lab, {"crowd": tmp_path / "l.nii.gz"}, ["liver"], [tmp_path / "o.png"], "test"
+    )
     assert (tmp_path / "o.png").stat().st_size > 5000

@@ -28,8 +28,17 @@ def annotation(name, boxes_by_slice, opened=None):
         G.insert(volume, k, plane)
         for v, organ in enumerate(ORGANS, 1):
             n = sum(1 for b in boxes_by_slice.get(k, []) if b[0] == v)
-            rows.append({"case": "c", "annotator": name, "slice": k, "organ": organ,
-                         "status": "boxed" if n else "absent", "boxes": n, "voxels": 0})
+            rows.append(
+                {
+                    "case": "c",
+                    "annotator": name,
+                    "slice": k,
+                    "organ": organ,
+                    "status": "boxed" if n else "absent",
+                    "boxes": n,
+                    "voxels": 0,
+                }
+            )
     return fusion.Annotation(name, volume, pd.DataFrame(rows))
 
 
@@ -123,13 +132,29 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
         io.save_volume(tmp_path / f"{name}.nii.gz", ann.volume, AFFINE)
         io.write_tsv(tmp_path / f"{name}.tsv", ann.coverage)
         masks[name] = (tmp_path / f"{name}.nii.gz", tmp_path / f"{name}.tsv")
-    stacked, crowd, table = fusion.fuse_case("c", masks, tmp_path / "m.json", tmp_path / "img.nii.gz", ORGANS,
-                                             tmp_path / "s.nii.gz", tmp_path / "crowd.nii.gz", tmp_path / "t.tsv")
+    stacked, crowd, table = fusion.fuse_case(
+        "c",
+        masks,
+        tmp_path / "m.json",
+        tmp_path / "img.nii.gz",
+        ORGANS,
+        tmp_path / "s.nii.gz",
+        tmp_path / "crowd.nii.gz",
+        tmp_path / "t.tsv",
+    )
     back, affine = io.load_volume(tmp_path / "crowd.nii.gz")
     assert np.array_equal(affine, io.read_header(tmp_path / "img.nii.gz")[1]) and np.array_equal(back, crowd)
     liver = table[table.organ == "liver"].set_index("slice")
     assert liver.loc[2, "voters"] == 2 and liver.loc[6, "voters"] == 1
     assert liver.loc[4, "voters"] == 0 and liver.loc[4, "completed_voxels"] == 64  # filled by completion
     with pytest.raises(Exception, match="no annotator left to fuse"):
-        fusion.fuse_case("c", {}, tmp_path / "m.json", tmp_path / "img.nii.gz", ORGANS, tmp_path / "x.nii.gz",
-                         tmp_path / "y.nii.gz", tmp_path / "z.tsv")
+        fusion.fuse_case(
+            "c",
+            {},
+            tmp_path / "m.json",
+            tmp_path / "img.nii.gz",
+            ORGANS,
+            tmp_path / "x.nii.gz",
+            tmp_path / "y.nii.gz",
+            tmp_path / "z.tsv",
+        )

@@ -25,8 +25,13 @@ W, H = 64, 48
 
 
 def fuzz_settings(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 numbers = st.one_of(
@@ -51,9 +56,11 @@ def yolo_files(draw) -> str:
     for _ in range(draw(st.integers(0, 4))):
         kind = draw(st.integers(0, 19))
         if kind < 14:  # what OpenLabeling writes, in any float format
-            fields = [str(draw(st.integers(0, len(CLASSES) - 1))),
-                      *(draw(fmt)(draw(st.floats(0, 1))) for _ in range(2)),
-                      *(draw(fmt)(draw(st.floats(0.02, 1))) for _ in range(2))]
+            fields = [
+                str(draw(st.integers(0, len(CLASSES) - 1))),
+                *(draw(fmt)(draw(st.floats(0, 1))) for _ in range(2)),
+                *(draw(fmt)(draw(st.floats(0.02, 1))) for _ in range(2)),
+            ]
         elif kind < 17:
             fields = [draw(st.integers(-1, 7).map(str) | junk), *(draw(numbers) for _ in range(4))]
         elif kind < 19:
@@ -69,12 +76,14 @@ def valid_yolo() -> bytes:
 
 
 def valid_voc() -> bytes:
-    return (b'<annotation>\n  <folder>PNG</folder>\n  <filename>c_0003.png</filename>\n'
-            b"  <size>\n    <width>64</width>\n    <height>48</height>\n    <depth>3</depth>\n  </size>\n"
-            b"  <object>\n    <name>liver</name>\n    <bndbox>\n      <xmin>3</xmin>\n      <ymin>4</ymin>\n"
-            b"      <xmax>30</xmax>\n      <ymax>20</ymax>\n    </bndbox>\n  </object>\n"
-            b"  <object>\n    <name>aorta</name>\n    <bndbox>\n      <xmin>40</xmin>\n      <ymin>30</ymin>\n"
-            b"      <xmax>70</xmax>\n      <ymax>47</ymax>\n    </bndbox>\n  </object>\n</annotation>\n")
+    return (
+        b"<annotation>\n  <folder>PNG</folder>\n  <filename>c_0003.png</filename>\n"
+        b"  <size>\n    <width>64</width>\n    <height>48</height>\n    <depth>3</depth>\n  </size>\n"
+        b"  <object>\n    <name>liver</name>\n    <bndbox>\n      <xmin>3</xmin>\n      <ymin>4</ymin>\n"
+        b"      <xmax>30</xmax>\n      <ymax>20</ymax>\n    </bndbox>\n  </object>\n"
+        b"  <object>\n    <name>aorta</name>\n    <bndbox>\n      <xmin>40</xmin>\n      <ymin>30</ymin>\n"
+        b"      <xmax>70</xmax>\n      <ymax>47</ymax>\n    </bndbox>\n  </object>\n</annotation>\n"
+    )
 
 
 @st.composite
@@ -84,8 +93,11 @@ def mutated(draw, seed: bytes) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         pos = draw(st.integers(0, len(data)))
         op = draw(st.sampled_from(["insert", "delete", "replace"]))
-        byte = draw(st.sampled_from(list(b"\n\r\t .-+e0123456789")) if draw(st.integers(0, 3))
-                    else st.one_of(st.integers(0, 255), st.sampled_from(list(b"<>/&;\"'"))))
+        byte = draw(
+            st.sampled_from(list(b"\n\r\t .-+e0123456789"))
+            if draw(st.integers(0, 3))
+            else st.one_of(st.integers(0, 255), st.sampled_from(list(b"<>/&;\"'")))
+        )
         if op == "insert":
             data.insert(pos, byte)
         elif data and pos < len(data):
@@ -144,6 +156,7 @@ def test_mutated_yolo_bytes_parse_inside_the_image_or_fail_naming_the_file(tmp_p
 @st.composite
 def voc_files(draw) -> tuple[str, int]:
     """A VOC document with odd sizes, values and elements; (text, number of <object>s)."""
+
     def element(tag: str, value: str) -> str:
         return f"<{tag}>{escape(value)}</{tag}>"
 
@@ -151,8 +164,11 @@ def voc_files(draw) -> tuple[str, int]:
         return draw(typical) if draw(st.integers(0, 9)) < 8 else draw(numbers | junk)
 
     parts = ["<annotation>", element("folder", "PNG")]
-    size_parts = [element(tag, value(st.sampled_from(["64", "48", "64.0"]) | st.integers(1, 100).map(str))) for tag in ("width", "height")
-                  if draw(st.integers(0, 9)) > 0]
+    size_parts = [
+        element(tag, value(st.sampled_from(["64", "48", "64.0"]) | st.integers(1, 100).map(str)))
+        for tag in ("width", "height")
+        if draw(st.integers(0, 9)) > 0
+    ]
     if draw(st.integers(0, 9)) == 0 and size_parts:
         size_parts.append(size_parts[0])  # a repeated element
     parts.append("<size>" + "".join(size_parts) + "</size>")
@@ -218,10 +234,17 @@ name_chars = string.ascii_letters + string.digits + "_-. ~#%()[]{}'&$!@+=,;äé�
 
 
 @fuzz_settings(300)
-@given(names=st.lists(st.tuples(st.text(alphabet=name_chars, min_size=1, max_size=24),
-                                st.sampled_from([".txt", ".xml", ".TXT", ".png", "", ".txt.bak"])),
-                      max_size=5, unique_by=lambda t: t[0] + t[1]),
-       sane=st.lists(st.integers(0, 5), max_size=3, unique=True))
+@given(
+    names=st.lists(
+        st.tuples(
+            st.text(alphabet=name_chars, min_size=1, max_size=24),
+            st.sampled_from([".txt", ".xml", ".TXT", ".png", "", ".txt.bak"]),
+        ),
+        max_size=5,
+        unique_by=lambda t: t[0] + t[1],
+    ),
+    sane=st.lists(st.integers(0, 5), max_size=3, unique=True),
+)
 def test_random_file_names_are_read_or_refused_by_name(tmp_path_factory, exported_case, names, sane):
     folder = tmp_path_factory.mktemp("annotator")
     write_class_list(folder / "class_list.txt", CLASSES)
@@ -235,8 +258,9 @@ def test_random_file_names_are_read_or_refused_by_name(tmp_path_factory, exporte
         (folder / name).write_text(content)
         written.append(name)
     try:
-        table = boxes.annotator_table(folder, "a", PRESETS["project"], CLASSES,
-                                      {"c": exported_case}.get, known_cases={"c"})
+        table = boxes.annotator_table(
+            folder, "a", PRESETS["project"], CLASSES, {"c": exported_case}.get, known_cases={"c"}
+        )
     except SamcrowdError as e:
         assert e.path is not None and Path(e.path).parent == folder and Path(e.path).name in written, str(e)
         event("refused")

@@ -32,7 +32,7 @@ def scene(draw):
     canon = np.zeros(shape, dtype=bool)
     lo = [draw(st.integers(0, n - 1)) for n in shape]
     hi = [draw(st.integers(low + 1, n)) for low, n in zip(lo, shape)]
-    sub = canon[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    sub = canon[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     seed = draw(st.integers(0, 2**32 - 1))
     sub[...] = np.random.default_rng(seed).random(sub.shape) < draw(st.floats(0.1, 1.0))
     if not canon.any():
@@ -94,7 +94,7 @@ def test_exported_png_file_round_trip_for_every_orientation(tmp_path, code):
     canon = np.full(shape, -1000, dtype=np.int16)
     obj = np.zeros(shape, dtype=bool)
     c = rng.integers([3, 3, 2], [18, 14, 7])
-    obj[c[0] - 2:c[0] + 3, c[1] - 1:c[1] + 3, c[2] - 1:c[2] + 2] = rng.random((5, 4, 3)) < 0.7
+    obj[c[0] - 2 : c[0] + 3, c[1] - 1 : c[1] + 3, c[2] - 1 : c[2] + 2] = rng.random((5, 4, 3)) < 0.7
     obj[tuple(c)] = True
     canon[obj] = 1000
     image, affine = reorient(canon, ras_affine(shape, (0.8, 0.8, 3.0)), code)

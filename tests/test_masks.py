@@ -37,8 +37,18 @@ def prepare_case(tmp, code, organs=ORGANS, profiles=(PERFECT,), shape=(64, 56, 1
 
 
 def run_masks(tmp, segmenter, table, organs=ORGANS, embeddings=None, name="ann0"):
-    return masks.mask_case(segmenter, name, table, tmp / "c.manifest.json", tmp / "png", tmp / "img.nii.gz",
-                           list(organs), tmp / f"{name}.nii.gz", tmp / f"{name}.coverage.tsv", embeddings)
+    return masks.mask_case(
+        segmenter,
+        name,
+        table,
+        tmp / "c.manifest.json",
+        tmp / "png",
+        tmp / "img.nii.gz",
+        list(organs),
+        tmp / f"{name}.nii.gz",
+        tmp / f"{name}.coverage.tsv",
+        embeddings,
+    )
 
 
 def gt_box_union(label, value, slice_axis):
@@ -51,7 +61,7 @@ def gt_box_union(label, value, slice_axis):
         bb = mask_bbox(plane)
         if bb and min(b - a for a, b in bb) >= 2:
             sub = np.zeros_like(plane)
-            sub[bb[0][0]:bb[0][1], bb[1][0]:bb[1][1]] = True
+            sub[bb[0][0] : bb[0][1], bb[1][0] : bb[1][1]] = True
             out[tuple(index)] = sub
     return out
 
@@ -84,7 +94,7 @@ def test_overlapping_organ_boxes_go_to_the_smaller_box_on_the_images_exact_grid(
             if bb and min(b - a for a, b in bb) >= 2:
                 found.append(((bb[0][1] - bb[0][0]) * (bb[1][1] - bb[1][0]), i + 1, bb))
         for _, value, bb in sorted(found, key=lambda f: (-f[0], -f[1])):
-            painted[bb[0][0]:bb[0][1], bb[1][0]:bb[1][1]] = value
+            painted[bb[0][0] : bb[0][1], bb[1][0] : bb[1][1]] = value
     assert np.array_equal(volume, expected)
     out, image = nib.load(tmp_path / "ann0.nii.gz"), nib.load(tmp_path / "img.nii.gz")
     assert out.shape == image.shape and np.array_equal(out.affine, image.affine)
@@ -105,7 +115,9 @@ def test_one_encoder_pass_per_exported_slice_whatever_the_boxes_and_annotators(t
     info = segmenters.check_checkpoint(tiny_checkpoint, "test_tiny")
     seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint, kind), info)
     calls = count_encoder_passes(seg)
-    record = masks.embed_case(seg, tmp_path / "c.manifest.json", tmp_path / "png", tmp_path / "e.npy", tmp_path / "e.json")
+    record = masks.embed_case(
+        seg, tmp_path / "c.manifest.json", tmp_path / "png", tmp_path / "e.npy", tmp_path / "e.json"
+    )
     assert calls["n"] == record["encoder_passes"] == 10  # exported slices
     cached = masks.Embeddings(tmp_path / "e.npy", tmp_path / "e.json", seg)
     n_boxes = 0

@@ -50,10 +50,10 @@ def test_dice_agrees_with_nnunet_evaluate_simple(tmp_path):
             if (i, label) == (1, 4):
                 continue  # label 4 absent from both: NaN
             c = rng.integers(8, 28, 3)
-            ref[c[0] - 5:c[0] + 5, c[1] - 4:c[1] + 4, max(c[2] - 4, 0):c[2] + 3] = label
+            ref[c[0] - 5 : c[0] + 5, c[1] - 4 : c[1] + 4, max(c[2] - 4, 0) : c[2] + 3] = label
             d = rng.integers(-3, 4, 3)
             c = c + d
-            pred[c[0] - 5:c[0] + 6, c[1] - 3:c[1] + 4, max(c[2] - 3, 0):c[2] + 3] = label
+            pred[c[0] - 5 : c[0] + 6, c[1] - 3 : c[1] + 4, max(c[2] - 3, 0) : c[2] + 3] = label
         if i == 2:
             pred[pred == 3] = 0  # a missed label: Dice 0
         pred[rng.random(pred.shape) < 0.02] = 5  # noise of a label the reference lacks
@@ -61,10 +61,32 @@ def test_dice_agrees_with_nnunet_evaluate_simple(tmp_path):
         io.save_volume(tmp_path / "pred" / f"case{i}.nii.gz", pred, affine)
         ours[f"case{i}"] = label_dice(ref, pred, [1, 2, 3, 4, 5])
     tool = Path(sys.executable).parent / "nnUNetv2_evaluate_simple"
-    env = {**os.environ, "nnUNet_raw": str(tmp_path), "nnUNet_preprocessed": str(tmp_path),
-           "nnUNet_results": str(tmp_path)}
-    run = subprocess.run([str(tool), str(tmp_path / "gt"), str(tmp_path / "pred"), "-l", "1", "2", "3", "4", "5",
-                          "-o", str(tmp_path / "summary.json"), "-np", "1"], capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "nnUNet_raw": str(tmp_path),
+        "nnUNet_preprocessed": str(tmp_path),
+        "nnUNet_results": str(tmp_path),
+    }
+    run = subprocess.run(
+        [
+            str(tool),
+            str(tmp_path / "gt"),
+            str(tmp_path / "pred"),
+            "-l",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+            "-o",
+            str(tmp_path / "summary.json"),
+            "-np",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     compared = 0

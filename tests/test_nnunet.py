@@ -82,8 +82,14 @@ def test_dataset_holds_the_training_cases_in_nnunets_format(tmp_path, tiny_cases
     paths = paths_in(tmp_path)
     out = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
     dataset = nnunet.write_dataset(out, paths, 501, "gt", tiny_cases[:4], ORGAN_VALUES)
-    assert dataset["labels"] == {"background": 0, "spleen": 1, "right_kidney": 2, "left_kidney": 3, "liver": 4,
-                                 "aorta": 5}
+    assert dataset["labels"] == {
+        "background": 0,
+        "spleen": 1,
+        "right_kidney": 2,
+        "left_kidney": 3,
+        "liver": 4,
+        "aorta": 5,
+    }
     assert dataset["channel_names"] == {"0": "CT"} and dataset["numTraining"] == 4
     assert sorted(p.name for p in (out / "imagesTr").iterdir()) == [f"c{i}_0000.nii.gz" for i in range(4)]
     assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [f"c{i}.nii.gz" for i in range(4)]
@@ -100,19 +106,39 @@ def test_bad_labels_and_taken_dataset_ids_are_refused(tmp_path, tiny_cases):
     data[0, 0, 0] = 9  # a structure that is no organ of the list
     io.save_volume(tmp_path / "odd.nii.gz", data, affine)
     with pytest.raises(SamcrowdError, match=r"odd\.nii\.gz: label value 9 is not in the organ list"):
-        nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset501_samcrowd_gt", paths, 501, "gt",
-                             [(case, image, str(tmp_path / "odd.nii.gz"))], ORGAN_VALUES)
-    nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset501_samcrowd_gt", paths, 501, "gt",
-                         [(case, image, str(tmp_path / "odd.nii.gz"))], ORGAN_VALUES, other_labels="background")
+        nnunet.write_dataset(
+            tmp_path / "nnunet/raw/Dataset501_samcrowd_gt",
+            paths,
+            501,
+            "gt",
+            [(case, image, str(tmp_path / "odd.nii.gz"))],
+            ORGAN_VALUES,
+        )
+    nnunet.write_dataset(
+        tmp_path / "nnunet/raw/Dataset501_samcrowd_gt",
+        paths,
+        501,
+        "gt",
+        [(case, image, str(tmp_path / "odd.nii.gz"))],
+        ORGAN_VALUES,
+        other_labels="background",
+    )
     data[0, 0, 0] = 6  # crowd labels are 1..5
     io.save_volume(tmp_path / "crowd.nii.gz", data, affine)
     with pytest.raises(SamcrowdError, match=r"crowd\.nii\.gz: label value 6 is outside the 5 organs"):
-        nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset502_samcrowd_crowd", paths, 502, "crowd",
-                             [(case, image, str(tmp_path / "crowd.nii.gz"))], ORGAN_VALUES)
+        nnunet.write_dataset(
+            tmp_path / "nnunet/raw/Dataset502_samcrowd_crowd",
+            paths,
+            502,
+            "crowd",
+            [(case, image, str(tmp_path / "crowd.nii.gz"))],
+            ORGAN_VALUES,
+        )
     (tmp_path / "nnunet/results/Dataset503_SomebodyElse").mkdir(parents=True)
     with pytest.raises(SamcrowdError, match=r"Dataset503_SomebodyElse: nnU-Net dataset id 503 is already used"):
-        nnunet.write_dataset(tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked", paths, 503, "stacked",
-                             tiny_cases[:1], ORGAN_VALUES)
+        nnunet.write_dataset(
+            tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked", paths, 503, "stacked", tiny_cases[:1], ORGAN_VALUES
+        )
     assert not (tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked").exists()
 
 
@@ -127,7 +153,7 @@ def test_environment_points_nnunet_at_its_folders_and_our_trainers(tmp_path):
     assert nnunet.environment(paths_in(tmp_path), processes=3, augmentation_workers=0)["nnUNet_n_proc_DA"] == "0"
 
 
-RESUMABLE = textwrap.dedent('''
+RESUMABLE = textwrap.dedent("""
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -136,7 +162,7 @@ RESUMABLE = textwrap.dedent('''
             super().__init__(plans, configuration, fold, dataset_json, device)
             self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 6, 2, 1
             self.save_every = 1
-''')
+""")
 
 
 def nnunet_checkpoint_written(folder):
@@ -203,14 +229,22 @@ def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_
     monkeypatch.setattr(nnunet, "program", lambda name: name)
     for deterministic in (False, True):
         with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
-            nnunet.train(paths_in(tmp_path), 501, "gt", "2d", 0, "nnUNetTrainer_x", "cpu", processes=4,
-                         deterministic=deterministic)
+            nnunet.train(
+                paths_in(tmp_path),
+                501,
+                "gt",
+                "2d",
+                0,
+                "nnUNetTrainer_x",
+                "cpu",
+                processes=4,
+                deterministic=deterministic,
+            )
     assert [env[nnunet.THREADS_VARIABLE] for env in calls] == ["4", "1"]
     assert [env["nnUNet_n_proc_DA"] for env in calls] == ["3", "0"]
 
 
-def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_path, tiny_cases, caplog,
-                                                                           monkeypatch):
+def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_path, tiny_cases, caplog, monkeypatch):
     start = time.perf_counter()
     paths = paths_in(tmp_path)
     (tmp_path / "trainers").mkdir()
@@ -226,10 +260,10 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 6 short epochs, a checkpoint every epoch
     nnunet.train(paths, 501, "gt", "3d_fullres", 0, trainer, "cpu")
     folder = nnunet.fold_folder(paths, 501, "gt", trainer, "3d_fullres", 1)
-    code = ("from samcrowd import nnunet; "
-            f"nnunet.train({paths!r}, 501, 'gt', '3d_fullres', 1, {trainer!r}, 'cpu')")
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    code = f"from samcrowd import nnunet; nnunet.train({paths!r}, 501, 'gt', '3d_fullres', 1, {trainer!r}, 'cpu')"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not nnunet_checkpoint_written(folder) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
@@ -247,12 +281,23 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     images = tmp_path / "imagesTs"
     nnunet.test_images([(c, i) for c, i, _ in tiny_cases[4:]], images)
     assert sorted(p.name for p in images.iterdir()) == ["c4_0000.nii.gz", "c5_0000.nii.gz"]
-    predicted = nnunet.predict(images, [(c, i) for c, i, _ in tiny_cases[4:]], tmp_path / "predictions", paths, 501,
-                               "3d_fullres", trainer, 2, "cpu")
+    predicted = nnunet.predict(
+        images,
+        [(c, i) for c, i, _ in tiny_cases[4:]],
+        tmp_path / "predictions",
+        paths,
+        501,
+        "3d_fullres",
+        trainer,
+        2,
+        "cpu",
+    )
     assert [p.name for p in predicted] == ["c4.nii.gz", "c5.nii.gz"]
     prediction, affine = io.load_volume(predicted[0])
     assert prediction.shape == (48, 48, 16) and np.array_equal(affine, io.read_header(tiny_cases[4][1])[1])
-    table = nnunet.test_dice({"gt": tmp_path / "predictions"}, [(c, label) for c, _, label in tiny_cases[4:]], ORGAN_VALUES)
+    table = nnunet.test_dice(
+        {"gt": tmp_path / "predictions"}, [(c, label) for c, _, label in tiny_cases[4:]], ORGAN_VALUES
+    )
     assert len(table) == 10 and set(table.organ) == set(ORGANS)
     assert table.dice.dropna().between(0, 1).all()
     assert time.perf_counter() - start < 180

@@ -36,7 +36,9 @@ def test_yolo_lines_become_half_open_pixel_boxes(tmp_path):
     assert [(b.cls, b.x0, b.y0, b.x1, b.y1, b.line) for b in parsed.boxes] == [("liver", 12, 10, 28, 21, 1)]
 
 
-@pytest.mark.parametrize("text", ["0 0.5 0.5 0.2 0.2\r\n1 5e-1 .5 2E-1 0.2\r\n", "0 +0.50000 0.5 0.2 0.2\n\n1 0.5 0.5 0.2 0.2"])
+@pytest.mark.parametrize(
+    "text", ["0 0.5 0.5 0.2 0.2\r\n1 5e-1 .5 2E-1 0.2\r\n", "0 +0.50000 0.5 0.2 0.2\n\n1 0.5 0.5 0.2 0.2"]
+)
 def test_any_float_format_python_writes_crlf_and_blank_lines(tmp_path, text):
     parsed = parse_yolo(yolo(tmp_path, text), CLASSES, 100, 100)
     assert [(b.cls, b.x0, b.x1) for b in parsed.boxes] == [("spleen", 40, 61), ("right_kidney", 40, 61)]
@@ -136,15 +138,25 @@ def test_voc_gives_integer_corners_and_the_image_size(tmp_path):
         (VOC.format(xmin="NaN"), ":7: xmin 'NaN' is not a number"),
         (VOC.format(xmin=29), ":5: degenerate box: xmin 29, xmax 29"),
         (VOC.format(xmin=10).replace("<name>liver</name>", ""), ":5: <object> without <name>"),
-        (VOC.format(xmin=10).replace("<width>100</width>", "<width>-3</width>"), ":4: width '-3' is not a positive integer"),
+        (
+            VOC.format(xmin=10).replace("<width>100</width>", "<width>-3</width>"),
+            ":4: width '-3' is not a positive integer",
+        ),
         (VOC.format(xmin=10).replace("</object>", ""), "malformed XML"),
         ("<annotations></annotations>", ":1: root element is 'annotations', expected 'annotation'"),
-        ('<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n <!ENTITY lol2 "&lol;&lol;&lol;&lol;">\n]>\n'
-         "<annotation>&lol2;</annotation>\n", "refused: DTDForbidden"),
-        ('<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n<annotation>&xxe;</annotation>',
-         "refused: DTDForbidden"),
-        ('<?xml version="1.0"?>\n<!DOCTYPE annotation SYSTEM "http://example.invalid/voc.dtd">\n<annotation/>',
-         "refused: DTDForbidden"),
+        (
+            '<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n <!ENTITY lol2 "&lol;&lol;&lol;&lol;">\n]>\n'
+            "<annotation>&lol2;</annotation>\n",
+            "refused: DTDForbidden",
+        ),
+        (
+            '<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n<annotation>&xxe;</annotation>',
+            "refused: DTDForbidden",
+        ),
+        (
+            '<?xml version="1.0"?>\n<!DOCTYPE annotation SYSTEM "http://example.invalid/voc.dtd">\n<annotation/>',
+            "refused: DTDForbidden",
+        ),
     ],
 )
 def test_bad_voc_files_name_file_and_line(tmp_path, text, message):
@@ -190,9 +202,13 @@ def test_cli_reports_bad_input_in_one_line_and_prints_nothing_on_stdout(tmp_path
     folder.mkdir()
     (folder / "img0001-slice010.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     (folder / "img0001-slice011.txt").write_text("0 0.5 0.5 0.1 0.1\n7 0.5 0.5 zero 0.1\n")
-    run = subprocess.run([sys.executable, "-m", "samcrowd.cli", "boxes", str(folder), "--preset", "med2image"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "samcrowd.cli", "boxes", str(folder), "--preset", "med2image"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2
     assert run.stdout == ""
     assert run.stderr.splitlines() == [
-        f"samcrowd: error: {folder / 'img0001-slice011.txt'}:2: width 'zero' is not a number"]
+        f"samcrowd: error: {folder / 'img0001-slice011.txt'}:2: width 'zero' is not a number"
+    ]

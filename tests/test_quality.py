@@ -31,14 +31,27 @@ def default_crowd(tmp_path_factory):
         cases[case] = (frame.output, [])
         for name, profile in config["crowd"]["annotators"].items():
             folder = tmp / f"{case}-{name}"
-            crowd.simulate_annotator(name, crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
-                                     [(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
-                                     {o: LABELS[o] for o in ORGANS}, folder)
+            crowd.simulate_annotator(
+                name,
+                crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
+                [(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
+                {o: LABELS[o] for o in ORGANS},
+                folder,
+            )
             table = boxes.annotator_table(folder, name, PRESETS["project"], ORGANS, {case: frame}.get)
             io.write_tsv(tmp / f"{case}-{name}.tsv", table)
             tables.append(table)
-            masks.mask_case(seg, name, tmp / f"{case}-{name}.tsv", tmp / f"{case}.json", tmp / case,
-                            tmp / f"{case}.nii.gz", ORGANS, tmp / f"{case}-{name}.nii.gz", tmp / f"{case}-{name}.cov.tsv")
+            masks.mask_case(
+                seg,
+                name,
+                tmp / f"{case}-{name}.tsv",
+                tmp / f"{case}.json",
+                tmp / case,
+                tmp / f"{case}.nii.gz",
+                ORGANS,
+                tmp / f"{case}-{name}.nii.gz",
+                tmp / f"{case}-{name}.cov.tsv",
+            )
             cases[case][1].append(Annotation.load(name, tmp / f"{case}-{name}.nii.gz", tmp / f"{case}-{name}.cov.tsv"))
     return pd.concat(tables, ignore_index=True), cases
 
@@ -56,8 +69,10 @@ def test_the_unreliable_annotator_ranks_last_and_is_flagged(default_crowd):
 
 
 def test_box_iou_with_the_consensus_of_the_others():
-    rows = [{"case": "c", "slice": 1, "organ": "liver", "annotator": n, "x0": x, "y0": 0, "x1": x + 10, "y1": 10}
-            for n, x in (("a", 0), ("b", 0), ("c", 5))]
+    rows = [
+        {"case": "c", "slice": 1, "organ": "liver", "annotator": n, "x0": x, "y0": 0, "x1": x + 10, "y1": 10}
+        for n, x in (("a", 0), ("b", 0), ("c", 5))
+    ]
     rows.append({"case": "c", "slice": 2, "organ": "liver", "annotator": "a", "x0": 0, "y0": 0, "x1": 4, "y1": 4})
     scores = quality.box_consensus_iou(pd.DataFrame(rows))
     assert scores["a"] == (pytest.approx(75 / 125), 1)  # the median of b and c spans x 2.5..12.5

@@ -103,8 +103,13 @@ def test_runs_killed_at_random_moments_finish_with_the_same_results(tmp_path, ca
     for trial, moment in enumerate(kill_moments(total, 4)):
         work = tmp_path / f"trial{trial}"
         work.mkdir()
-        proc = subprocess.Popen(snakemake_command(work, "--cores", "2", "--configfile", str(cfg)), cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            snakemake_command(work, "--cores", "2", "--configfile", str(cfg)),
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(moment)
         alive = proc.poll() is None
         if alive:
@@ -117,7 +122,9 @@ def test_runs_killed_at_random_moments_finish_with_the_same_results(tmp_path, ca
         assert rerun.returncode == 0, f"trial {trial}, killed at {moment} s:\n{rerun.stderr[-3000:]}"
         assert differences(expected, snapshot(work)) == [], f"trial {trial}, killed at {moment} s"
         assert not list((work / "results").rglob(".tmp-*")), "a killed job's temporary file was left behind"
-        outcomes.append(f"killed at {moment:.1f} s of {total:.1f} s ({'running' if alive else 'already done'}, "
-                        f"{done_before} files written): resumed, identical")
+        outcomes.append(
+            f"killed at {moment:.1f} s of {total:.1f} s ({'running' if alive else 'already done'}, "
+            f"{done_before} files written): resumed, identical"
+        )
     with capsys.disabled():
         print("\n[kill] " + "\n[kill] ".join(outcomes))

@@ -26,9 +26,18 @@ def browser(tmp_path_factory):
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1600,1000", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1600,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
         options.add_argument(flag)
     options.binary_location = CHROMIUM
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -59,8 +68,14 @@ def test_the_report_opens_and_shows_table1_and_the_provenance(report, browser, t
     browser.get(report.as_uri())
     time.sleep(2)
     page = browser.find_element(By.TAG_NAME, "body").text
-    for part in ("samcrowd: crowdsourced boxes", "2. Crowd labels", "3. nnU-Net", "4. Table 1", "5. Provenance",
-                 "Statistics"):
+    for part in (
+        "samcrowd: crowdsourced boxes",
+        "2. Crowd labels",
+        "3. nnU-Net",
+        "4. Table 1",
+        "5. Provenance",
+        "Statistics",
+    ):
         assert part in page, part
     table = open_result(browser, "4. Table 1", "results/tables/table1.html")
     expected = (tiny_study / "results/tables/table1.md").read_text().splitlines()

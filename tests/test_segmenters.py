@@ -54,7 +54,9 @@ def test_cached_and_uncached_masks_are_identical(tiny_checkpoint, slice_and_boxe
 
 def test_batched_boxes_give_the_same_masks_as_one_by_one(tiny_checkpoint, slice_and_boxes):
     png, boxes, _ = slice_and_boxes
-    seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint), segmenters.check_checkpoint(tiny_checkpoint, "test_tiny"))
+    seg = segmenters.make_segmenter(
+        sam_settings(tiny_checkpoint), segmenters.check_checkpoint(tiny_checkpoint, "test_tiny")
+    )
     features = seg.embed(png)
     batched, scores = seg.segment(png, boxes, features)
     for i, box in enumerate(boxes):
@@ -64,7 +66,9 @@ def test_batched_boxes_give_the_same_masks_as_one_by_one(tiny_checkpoint, slice_
 
 
 def test_sam_is_prompted_with_the_last_pixel_not_one_past_it(tiny_checkpoint, monkeypatch):
-    seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint), segmenters.check_checkpoint(tiny_checkpoint, "test_tiny"))
+    seg = segmenters.make_segmenter(
+        sam_settings(tiny_checkpoint), segmenters.check_checkpoint(tiny_checkpoint, "test_tiny")
+    )
     png = np.zeros((64, 80), np.uint8)
     seen = {}
     real = seg.predictor.transform.apply_boxes_torch
@@ -88,15 +92,20 @@ def test_unknown_checkpoints_are_allowed_with_their_hash_in_the_log(tiny_checkpo
 def test_an_official_name_with_another_hash_is_refused(tiny_checkpoint, tmp_path):
     fake = tmp_path / "sam_vit_h_4b8939.pth"
     fake.write_bytes(tiny_checkpoint.read_bytes())
-    with pytest.raises(SamcrowdError, match=r"sam_vit_h_4b8939\.pth: SHA-256 \w+ does not match the published a7bf3b02"):
+    with pytest.raises(
+        SamcrowdError, match=r"sam_vit_h_4b8939\.pth: SHA-256 \w+ does not match the published a7bf3b02"
+    ):
         segmenters.check_checkpoint(fake, "vit_h")
 
 
 def test_an_official_checkpoint_of_another_model_type_is_refused(tiny_checkpoint, monkeypatch):
     sha = segmenters.sha256_file(tiny_checkpoint)
     monkeypatch.setitem(segmenters.KNOWN_CHECKPOINTS, sha, ("vit_b", "sam_vit_b_01ec64.pth"))
-    with pytest.raises(SamcrowdError, match=r"this is the official vit_b checkpoint \(sam_vit_b_01ec64\.pth\), but "
-                                            r"segmenter\.model_type is vit_h"):
+    with pytest.raises(
+        SamcrowdError,
+        match=r"this is the official vit_b checkpoint \(sam_vit_b_01ec64\.pth\), but "
+        r"segmenter\.model_type is vit_h",
+    ):
         segmenters.check_checkpoint(tiny_checkpoint, "vit_h")
     assert segmenters.check_checkpoint(tiny_checkpoint, "vit_b")["known"] == "sam_vit_b_01ec64.pth"
 
@@ -129,19 +138,23 @@ def test_cuda_asked_for_but_absent_is_an_error_before_any_work(tiny_checkpoint, 
     with pytest.raises(SamcrowdError, match="segmenter.device is cuda but torch sees no CUDA device"):
         segmenters.resolve_device("cuda")
     assert segmenters.resolve_device("auto").type == "cpu"
-    seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint, device="cuda"),
-                                    segmenters.check_checkpoint(tiny_checkpoint, "test_tiny"))
+    seg = segmenters.make_segmenter(
+        sam_settings(tiny_checkpoint, device="cuda"), segmenters.check_checkpoint(tiny_checkpoint, "test_tiny")
+    )
     with pytest.raises(SamcrowdError, match="no CUDA device"):
         seg.prepare()
     assert seg._model is None  # nothing was loaded
-    seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint, precision="bf16"),
-                                    segmenters.check_checkpoint(tiny_checkpoint, "test_tiny"))
+    seg = segmenters.make_segmenter(
+        sam_settings(tiny_checkpoint, precision="bf16"), segmenters.check_checkpoint(tiny_checkpoint, "test_tiny")
+    )
     with pytest.raises(SamcrowdError, match="segmenter.precision bf16 needs a CUDA device"):
         seg.prepare()
 
 
 def test_box_segmenter_fills_the_box_and_prefers_smaller_boxes():
-    masks, scores = segmenters.BoxSegmenter().segment(np.zeros((10, 12), np.uint8), np.array([[0, 0, 12, 10], [2, 3, 5, 6]]))
+    masks, scores = segmenters.BoxSegmenter().segment(
+        np.zeros((10, 12), np.uint8), np.array([[0, 0, 12, 10], [2, 3, 5, 6]])
+    )
     assert masks[0].all() and masks[1].sum() == 9 and masks[1][3:6, 2:5].all()
     assert scores[1] > scores[0]
 

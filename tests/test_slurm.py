@@ -77,11 +77,19 @@ def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory):
     work = tmp_path_factory.mktemp("slurm_study")
     for name in FIRST_ANNOTATORS:
         shutil.copytree(annotator_folders / name, work / "annotations" / name)
-    cfg = write_config(work / "study.yaml",
-                       study_config(tiny_checkpoint, "{source: folder, folder: annotations}"))
+    cfg = write_config(work / "study.yaml", study_config(tiny_checkpoint, "{source: folder, folder: annotations}"))
     start = time.perf_counter()
-    run = snakemake(work, "--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(cfg),
-                    "--slurm-init-seconds-before-status-checks", "5", "--verbose", timeout=1500)
+    run = snakemake(
+        work,
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--configfile",
+        str(cfg),
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "--verbose",
+        timeout=1500,
+    )
     log = run.stdout + run.stderr + f"\nwall time through SLURM: {time.perf_counter() - start:.0f} s\n"
     (work / "snakemake.log").write_text(log)
     assert run.returncode == 0, log[-5000:]
@@ -112,18 +120,21 @@ def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm, slurm_
     assert "| p (gt vs crowd) |" in table1
     dice = pd.read_csv(work / "results/tables/test_dice.tsv", sep="\t")
     assert sorted(set(dice.source)) == ["crowd", "gt"] and len(dice) == 2 * N_TEST * 5
-    sbatch = next(line.strip() for line in log.splitlines()
-                  if "sbatch call:" in line and "rule_nnunet_train" in line)
+    sbatch = next(line.strip() for line in log.splitlines() if "sbatch call:" in line and "rule_nnunet_train" in line)
     assert "--gpus=1" in sbatch
     comment = re.search(r"--comment (\S+)", sbatch).group(1)
     train = next(j for j in by_rule["nnunet_train"] if j["Comment"] == comment)
     with capsys.disabled():  # the CI log shows one GPU job as submitted and as SLURM recorded it
-        print(f"\n[slurm] {log.strip().splitlines()[-1]}; {len(jobs)} jobs completed; GPU jobs: "
-              + ", ".join(f"{r} {len(by_rule[r])}" for r in sorted(GPU_RULES)))
+        print(
+            f"\n[slurm] {log.strip().splitlines()[-1]}; {len(jobs)} jobs completed; GPU jobs: "
+            + ", ".join(f"{r} {len(by_rule[r])}" for r in sorted(GPU_RULES))
+        )
         print(f"[slurm] {sbatch}")
-        print(f"[slurm] scontrol: JobId={train['JobId']} Comment={train['Comment']} "
-              f"TresPerJob={train['TresPerJob']} JOB_GRES={train['JOB_GRES']} TRES={train['TRES']} "
-              f"JobState={train['JobState']}")
+        print(
+            f"[slurm] scontrol: JobId={train['JobId']} Comment={train['Comment']} "
+            f"TresPerJob={train['TresPerJob']} JOB_GRES={train['JOB_GRES']} TRES={train['TRES']} "
+            f"JobState={train['JobState']}"
+        )
 
 
 def planned(work: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
@@ -156,9 +167,14 @@ def test_a_new_annotator_folder_plans_only_its_jobs_and_the_crowd_side(slurm_stu
     for rule, wildcards in jobs:
         assert "gt" not in (wildcards.get("source"), wildcards.get("dataset", "").rsplit("_", 1)[-1]), rule
     nnunet = sorted((r, w.get("dataset") or w.get("source", "")) for r, w in jobs if r.startswith("nnunet"))
-    assert nnunet == [("nnunet_dataset", "Dataset502_samcrowd_crowd"), ("nnunet_evaluate", ""),
-                      ("nnunet_predict", "crowd"), ("nnunet_preprocess", "Dataset502_samcrowd_crowd"),
-                      ("nnunet_train", "Dataset502_samcrowd_crowd"), ("nnunet_train", "Dataset502_samcrowd_crowd")]
+    assert nnunet == [
+        ("nnunet_dataset", "Dataset502_samcrowd_crowd"),
+        ("nnunet_evaluate", ""),
+        ("nnunet_predict", "crowd"),
+        ("nnunet_preprocess", "Dataset502_samcrowd_crowd"),
+        ("nnunet_train", "Dataset502_samcrowd_crowd"),
+        ("nnunet_train", "Dataset502_samcrowd_crowd"),
+    ]
     assert {"quality", "fuse", "evaluate_case", "evaluate", "stats"} <= set(rules)
 
 

@@ -17,13 +17,18 @@ from samcrowd.errors import SamcrowdError
 
 RESULTS = BTCV_CROWD / "results"
 PUBLISHED = {  # README of ../shared/reference/btcv-crowd: GT-nnU-Net vs SAM-nnU-Net, 11 annotated cases
-    "spleen": (0.88, 0.80, "< 0.001"), "rkidney": (0.87, 0.78, "0.06"), "lkidney": (0.87, 0.78, "0.02"),
-    "liver": (0.94, 0.84, "< 0.001"), "aorta": (0.92, 0.78, "< 0.001"),
+    "spleen": (0.88, 0.80, "< 0.001"),
+    "rkidney": (0.87, 0.78, "0.06"),
+    "lkidney": (0.87, 0.78, "0.02"),
+    "liver": (0.94, 0.84, "< 0.001"),
+    "aorta": (0.92, 0.78, "< 0.001"),
 }
 
 
 def test_the_published_means_and_p_values_are_reproduced():
-    table = stats.compare_tables(RESULTS / "GT-nnunet-11-pred.csv", RESULTS / "SAM-nnunet-11-pred.csv").set_index("organ")
+    table = stats.compare_tables(RESULTS / "GT-nnunet-11-pred.csv", RESULTS / "SAM-nnunet-11-pred.csv").set_index(
+        "organ"
+    )
     for organ, (gt, sam, p) in PUBLISHED.items():
         assert round(table.loc[organ, "reference_mean"], 2) == gt
         assert round(table.loc[organ, "other_mean"], 2) == sam
@@ -35,9 +40,22 @@ def test_the_published_means_and_p_values_are_reproduced():
 
 
 def test_the_compare_command_prints_the_published_table():
-    run = subprocess.run([sys.executable, "-m", "samcrowd.cli", "compare", str(RESULTS / "GT-nnunet-11-pred.csv"),
-                          str(RESULTS / "SAM-nnunet-11-pred.csv"), "--labels", "GT-nnU-Net", "SAM-nnU-Net", "--holm"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "samcrowd.cli",
+            "compare",
+            str(RESULTS / "GT-nnunet-11-pred.csv"),
+            str(RESULTS / "SAM-nnunet-11-pred.csv"),
+            "--labels",
+            "GT-nnU-Net",
+            "SAM-nnU-Net",
+            "--holm",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == "| organ | GT-nnU-Net | SAM-nnU-Net | p (GT-nnU-Net vs SAM-nnU-Net) |"
@@ -77,9 +95,12 @@ def test_holm_step_down():
 def test_the_overall_row_compares_each_cases_mean_over_organs():
     rows = []
     for case, (g1, g2, c1, c2) in enumerate([(0.9, 0.7, 0.8, 0.7), (0.8, np.nan, 0.6, 0.4), (0.95, 0.9, 0.9, 0.85)]):
-        rows += [{"source": "gt", "case": case, "organ": "a", "dice": g1}, {"source": "gt", "case": case, "organ": "b", "dice": g2},
-                 {"source": "crowd", "case": case, "organ": "a", "dice": c1},
-                 {"source": "crowd", "case": case, "organ": "b", "dice": c2}]
+        rows += [
+            {"source": "gt", "case": case, "organ": "a", "dice": g1},
+            {"source": "gt", "case": case, "organ": "b", "dice": g2},
+            {"source": "crowd", "case": case, "organ": "a", "dice": c1},
+            {"source": "crowd", "case": case, "organ": "b", "dice": c2},
+        ]
     table = stats.compare(pd.DataFrame(rows), ["a", "b"]).set_index("organ")
     assert table.loc["mean", "gt_mean"] == pytest.approx(np.mean([0.8, 0.8, 0.925]))  # NaN skipped per case
     assert table.loc["b", "gt_n"] == 2 and table.loc["b", "pairs_crowd"] == 2

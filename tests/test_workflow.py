@@ -22,12 +22,34 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
     run = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"))
     assert run.returncode == 0, run.stderr
     out = run.stdout + run.stderr
-    for rule, count in (("phantom", 1), ("check_case", 14), ("export_slices", 8), ("simulate_crowd", 4),
-                        ("boxes", 32), ("segmenter", 1), ("litemedsam_encoder", 1), ("embed", 8), ("masks", 32), ("quality", 1), ("fuse", 8),
-                        ("evaluate_case", 8), ("evaluate", 1), ("nnunet_dataset", 2), ("nnunet_test_images", 1),
-                        ("nnunet_preprocess", 2), ("nnunet_train", 4), ("nnunet_predict", 2),
-                        ("nnunet_evaluate", 1), ("stats", 1), ("provenance", 1), ("figure_test_dice", 1),
-                        ("figure_annotation_dice", 1), ("figure_annotators", 1), ("figure_overlay", 2), ("all", 1)):
+    for rule, count in (
+        ("phantom", 1),
+        ("check_case", 14),
+        ("export_slices", 8),
+        ("simulate_crowd", 4),
+        ("boxes", 32),
+        ("segmenter", 1),
+        ("litemedsam_encoder", 1),
+        ("embed", 8),
+        ("masks", 32),
+        ("quality", 1),
+        ("fuse", 8),
+        ("evaluate_case", 8),
+        ("evaluate", 1),
+        ("nnunet_dataset", 2),
+        ("nnunet_test_images", 1),
+        ("nnunet_preprocess", 2),
+        ("nnunet_train", 4),
+        ("nnunet_predict", 2),
+        ("nnunet_evaluate", 1),
+        ("stats", 1),
+        ("provenance", 1),
+        ("figure_test_dice", 1),
+        ("figure_annotation_dice", 1),
+        ("figure_annotators", 1),
+        ("figure_overlay", 2),
+        ("all", 1),
+    ):
         assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out)
 
 
@@ -47,7 +69,9 @@ def test_tiny_study_runs_data_and_export_then_has_nothing_left_to_do(tmp_path):
     assert len(list((tmp_path / "results/slices/synth001").glob("synth001_*.png"))) == 12
     assert len(list((tmp_path / "results/data/checked").glob("*.json"))) == 3
     assert (tmp_path / "results/logs/export_slices/synth000.log").read_text().count("12/12 slices written") == 1
-    tables = sorted(p.relative_to(tmp_path / "results/boxes").as_posix() for p in (tmp_path / "results/boxes").rglob("*.tsv"))
+    tables = sorted(
+        p.relative_to(tmp_path / "results/boxes").as_posix() for p in (tmp_path / "results/boxes").rglob("*.tsv")
+    )
     assert tables == [f"synth00{c}/ann0{a}.tsv" for c in (0, 1) for a in (1, 2, 3, 4)]
     assert sorted(p.name for p in (tmp_path / "results/annotations").iterdir()) == ["ann01", "ann02", "ann03", "ann04"]
     for case in ("synth000", "synth001"):
@@ -74,10 +98,14 @@ def sheet_project(tmp_path, rows):
 @pytest.mark.parametrize(
     "rows, line",
     [
-        (["a\tdata/a.nii.gz\tdata/a_seg.nii.gz\ttrain", "a\tdata/a.nii.gz\t\ttest"],
-         "cases.tsv:3: case 'a' is defined twice (first on line 2)"),
-        (["a\tdata/a.nii.gz\t\ttest", "b\tdata/missing.nii.gz\t\ttrain"],
-         "cases.tsv:3: image 'data/missing.nii.gz' does not exist"),
+        (
+            ["a\tdata/a.nii.gz\tdata/a_seg.nii.gz\ttrain", "a\tdata/a.nii.gz\t\ttest"],
+            "cases.tsv:3: case 'a' is defined twice (first on line 2)",
+        ),
+        (
+            ["a\tdata/a.nii.gz\t\ttest", "b\tdata/missing.nii.gz\t\ttrain"],
+            "cases.tsv:3: image 'data/missing.nii.gz' does not exist",
+        ),
         (["a\tdata/a.nii.gz\t\ttset"], "cases.tsv:2: case sheet: key 'split': 'tset' is not one of ['train', 'test']"),
         (["a\t/etc/hostname\t\ttrain"], "cases.tsv:2: image '/etc/hostname' lies outside the project"),
         (["a\tdata/a.nii.gz\t\ttrain"], "the simulated crowd needs expert labels, case 'a' has none"),
@@ -92,9 +120,19 @@ def test_a_bad_case_sheet_stops_the_workflow_before_any_job(tmp_path, rows, line
 
 
 def test_a_label_on_another_grid_fails_its_case_with_one_line_and_writes_nothing(tmp_path):
-    cfg = sheet_project(tmp_path, ["a\tdata/a.nii.gz\tdata/a_seg.nii.gz\ttrain", "b\tdata/a.nii.gz\tdata/bad_seg.nii.gz\ttest"])
-    run = snakemake(tmp_path, "results/data/checked/a.json", "results/data/checked/b.json",
-                    "--cores", "1", "--keep-going", "--configfile", str(cfg))
+    cfg = sheet_project(
+        tmp_path, ["a\tdata/a.nii.gz\tdata/a_seg.nii.gz\ttrain", "b\tdata/a.nii.gz\tdata/bad_seg.nii.gz\ttest"]
+    )
+    run = snakemake(
+        tmp_path,
+        "results/data/checked/a.json",
+        "results/data/checked/b.json",
+        "--cores",
+        "1",
+        "--keep-going",
+        "--configfile",
+        str(cfg),
+    )
     assert run.returncode != 0
     message = "ERROR samcrowd: data/bad_seg.nii.gz: label shape (16, 16, 5) differs from image shape (16, 16, 6)"
     assert message in run.stderr
@@ -120,15 +158,25 @@ def published_project(tmp_path, extra_files=()):
         (crowd / path.name).write_bytes(path.read_bytes())
     for name, text in extra_files:
         (crowd / name).write_text(text)
-    return write_config(tmp_path / "c.yaml", "data: {source: sheet, sheet: cases.tsv}\n"
-                        "annotations: {source: folder, folder: annotations, naming: med2image}\n"
-                        "nnunet: {sources: []}\n")
+    return write_config(
+        tmp_path / "c.yaml",
+        "data: {source: sheet, sheet: cases.tsv}\n"
+        "annotations: {source: folder, folder: annotations, naming: med2image}\n"
+        "nnunet: {sources: []}\n",
+    )
 
 
 def test_the_published_campaign_runs_through_the_workflow(tmp_path):
     cfg = published_project(tmp_path)
-    run = snakemake(tmp_path, "results/boxes/img0001/crowd.tsv", "results/boxes/img0002/crowd.tsv",
-                    "--cores", "2", "--configfile", str(cfg))
+    run = snakemake(
+        tmp_path,
+        "results/boxes/img0001/crowd.tsv",
+        "results/boxes/img0002/crowd.tsv",
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg),
+    )
     assert run.returncode == 0, run.stderr
     frames = boxes.campaign_frames(BTCV_CROWD / "prompts", PRESETS["med2image"])
     reference = boxes.annotator_table(BTCV_CROWD / "prompts", "crowd", PRESETS["med2image"], ORGANS, frames.get)
@@ -148,8 +196,9 @@ def test_a_bad_annotation_file_fails_its_jobs_with_one_line_and_no_table(tmp_pat
     cfg = published_project(tmp_path, [("img0001-slice050.txt", "0 0.5 0.5 0.1 0.1\r\n5 0.5 0.5 0.1\r\n")])
     run = snakemake(tmp_path, "results/boxes/img0001/crowd.tsv", "--cores", "2", "--configfile", str(cfg))
     assert run.returncode != 0
-    assert ("annotations/crowd/img0001-slice050.txt:2: expected 5 fields 'class x_center y_center width height', "
-            "got 4") in run.stderr
+    assert (
+        "annotations/crowd/img0001-slice050.txt:2: expected 5 fields 'class x_center y_center width height', got 4"
+    ) in run.stderr
     assert not (tmp_path / "results/boxes/img0001/crowd.tsv").exists()
     assert not list((tmp_path / "results").rglob(".tmp-*"))
 
@@ -169,15 +218,24 @@ def planned_jobs(run):
 
 
 def test_sam_study_embeds_once_per_case_and_a_new_annotator_never_reruns_embed(tmp_path, tiny_checkpoint):
-    cfg = write_config(tmp_path / "sam.yaml", TINY.replace("segmenter:\n  kind: random_walker\n", f"""
+    cfg = write_config(
+        tmp_path / "sam.yaml",
+        TINY.replace(
+            "segmenter:\n  kind: random_walker\n",
+            f"""
 segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, device: cpu}}
-"""))
+""",
+        ),
+    )
     run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert run.returncode == 0, run.stderr
     for case in ("synth000", "synth001"):
         record = json.loads((tmp_path / f"results/embeddings/{case}.json").read_text())
-        assert record["encoder_passes"] == 12 == len(json.loads(
-            (tmp_path / f"results/slices/{case}.manifest.json").read_text())["slices"])
+        assert (
+            record["encoder_passes"]
+            == 12
+            == len(json.loads((tmp_path / f"results/slices/{case}.manifest.json").read_text())["slices"])
+        )
         for annotator in ("ann01", "ann02", "ann03", "ann04"):
             out = nib.load(tmp_path / f"results/masks/{case}/{annotator}.nii.gz")
             image = nib.load(tmp_path / f"results/data/images/{case}.nii.gz")
@@ -190,9 +248,20 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
     more = write_config(tmp_path / "more.yaml", "crowd: {annotators: {ann05: hasty}}\n")
     plan = snakemake(tmp_path, "-n", "--configfile", str(cfg), str(more))
     assert plan.returncode == 0, plan.stderr
-    assert planned_jobs(plan) == {"simulate_crowd": 1, "boxes": 2, "masks": 2, "quality": 1, "fuse": 2,
-                                  "evaluate_case": 2, "evaluate": 1, "stats": 1, "figure_annotation_dice": 1,
-                                  "figure_annotators": 1, "figure_overlay": 1, "all": 1}  # no embed
+    assert planned_jobs(plan) == {
+        "simulate_crowd": 1,
+        "boxes": 2,
+        "masks": 2,
+        "quality": 1,
+        "fuse": 2,
+        "evaluate_case": 2,
+        "evaluate": 1,
+        "stats": 1,
+        "figure_annotation_dice": 1,
+        "figure_annotators": 1,
+        "figure_overlay": 1,
+        "all": 1,
+    }  # no embed
 
 
 def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tiny_study):
@@ -202,9 +271,12 @@ def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tiny_study):
         names = sorted(p.name for p in (raw / f"Dataset{dataset_id}_samcrowd_{source}/imagesTr").glob("*.nii.gz"))
         assert names == [f"synth00{i}_0000.nii.gz" for i in range(4)]  # the training cases, never a test case
     assert sorted(p.name for p in (tmp_path / "results/nnunet/imagesTs").glob("*.nii.gz")) == [
-        "synth004_0000.nii.gz", "synth005_0000.nii.gz"]
-    splits = json.loads((tmp_path / "results/nnunet/preprocessed/Dataset502_samcrowd_crowd/splits_final.json")
-                        .read_text())
+        "synth004_0000.nii.gz",
+        "synth005_0000.nii.gz",
+    ]
+    splits = json.loads(
+        (tmp_path / "results/nnunet/preprocessed/Dataset502_samcrowd_crowd/splits_final.json").read_text()
+    )
     assert len(splits) == 2 and sorted(splits[0]["val"] + splits[1]["val"]) == [f"synth00{i}" for i in range(4)]
     dice = pd.read_csv(tmp_path / "results/tables/test_dice.tsv", sep="\t")
     assert sorted(set(dice.source)) == ["crowd", "gt"] and sorted(set(dice.case)) == ["synth004", "synth005"]
@@ -219,7 +291,10 @@ def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tiny_study):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ("nnunet: {folds: 5}", "config: key 'nnunet.folds': 5 folds need at least 5 training cases, the case sheet has 4"),
+        (
+            "nnunet: {folds: 5}",
+            "config: key 'nnunet.folds': 5 folds need at least 5 training cases, the case sheet has 4",
+        ),
         ("nnunet: {dataset_ids: {gt: 7, crowd: 7}}", "config: key 'nnunet.dataset_ids.crowd': id 7 is also gt's"),
     ],
 )
@@ -235,6 +310,8 @@ def test_a_dataset_id_taken_by_another_dataset_fails_the_dataset_job(tmp_path):
     (tmp_path / "results/nnunet/preprocessed/Dataset501_SomethingElse").mkdir(parents=True)
     run = snakemake(tmp_path, "results/nnunet/raw/Dataset501_samcrowd_gt", "--cores", "2", "--configfile", str(cfg))
     assert run.returncode != 0
-    assert ("results/nnunet/preprocessed/Dataset501_SomethingElse: nnU-Net dataset id 501 is already used by "
-            "Dataset501_SomethingElse") in run.stderr
+    assert (
+        "results/nnunet/preprocessed/Dataset501_SomethingElse: nnU-Net dataset id 501 is already used by "
+        "Dataset501_SomethingElse"
+    ) in run.stderr
     assert not (tmp_path / "results/nnunet/raw/Dataset501_samcrowd_gt").exists()

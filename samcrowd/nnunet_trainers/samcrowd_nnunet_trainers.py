@@ -51,8 +51,14 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
     #: degrees and never mirror, in training or at inference (which also makes inference 4x cheaper).
     ROTATION_DEGREES = 15
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):  # noqa: B008 (nnUNetTrainer's signature)
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),  # noqa: B008 (nnUNetTrainer's own signature)
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         seed = int(os.environ.get(SEED_VARIABLE, "0")) + (int(fold) if str(fold).isdigit() else 0)
         random.seed(seed)
@@ -81,8 +87,9 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
     def perform_actual_validation(self, save_probabilities: bool = False):
         """Skip predicting each fold's validation cases after training: the workflow never reads them
         (it scores the test split), and on a CPU they cost about 20 s per fold of the demo."""
-        self.print_to_log_file("samcrowd: validation of the fold's held-out cases skipped (the workflow "
-                               "scores the test split)")
+        self.print_to_log_file(
+            "samcrowd: validation of the fold's held-out cases skipped (the workflow scores the test split)"
+        )
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay)
@@ -94,16 +101,22 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
             self.batch_size = min(self.batch_size, self.BATCH_SIZE)
 
     @classmethod
-    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
-                                   num_output_channels, enable_deep_supervision=True):
+    def build_network_architecture(
+        cls, plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision=True
+    ):
         """nnU-Net's planned U-Net with fewer features per stage (same stages, kernels, strides)."""
         kwargs = dict(configuration_manager.network_arch_init_kwargs)
         if "features_per_stage" in kwargs:
             kwargs["features_per_stage"] = [max(2, int(f) // cls.WIDTH_DIVISOR) for f in kwargs["features_per_stage"]]
-        return get_network_from_plans(configuration_manager.network_arch_class_name, kwargs,
-                                      configuration_manager.network_arch_init_kwargs_req_import,
-                                      num_input_channels, num_output_channels, allow_init=True,
-                                      deep_supervision=enable_deep_supervision)
+        return get_network_from_plans(
+            configuration_manager.network_arch_class_name,
+            kwargs,
+            configuration_manager.network_arch_init_kwargs_req_import,
+            num_input_channels,
+            num_output_channels,
+            allow_init=True,
+            deep_supervision=enable_deep_supervision,
+        )
 
 
 class nnUNetTrainer_samcrowdTiny(_SamcrowdShortTrainer):
