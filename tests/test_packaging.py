@@ -34,8 +34,22 @@ def pyproject_pins():
 
 def test_every_runtime_dependency_is_pinned_exactly():
     runtime, test = pyproject_pins()
-    for name in ("torch", "torchvision", "snakemake", "segment-anything", "nnunetv2", "nibabel", "numpy",
-                 "scipy", "pandas", "simpleitk", "scikit-image", "matplotlib", "tqdm", "defusedxml"):
+    for name in (
+        "torch",
+        "torchvision",
+        "snakemake",
+        "segment-anything",
+        "nnunetv2",
+        "nibabel",
+        "numpy",
+        "scipy",
+        "pandas",
+        "simpleitk",
+        "scikit-image",
+        "matplotlib",
+        "tqdm",
+        "defusedxml",
+    ):
         assert name in runtime, name
     assert runtime["torch"] == "2.14.1" and runtime["torchvision"] == "0.29.1"
     assert runtime["snakemake"].startswith("9.")
@@ -99,8 +113,13 @@ def test_every_rule_runs_in_the_one_conda_env_which_repeats_the_pyproject_pins_a
 
 def test_every_module_the_jobs_import_comes_from_a_declared_dependency():
     runtime, _ = pyproject_pins()
-    scripts = sorted({REPO / "rules" / s for smk in (REPO / "rules").glob("*.smk")
-                      for s in re.findall(r'script:\s*\n\s*"([^"]+)"', smk.read_text())})
+    scripts = sorted(
+        {
+            REPO / "rules" / s
+            for smk in (REPO / "rules").glob("*.smk")
+            for s in re.findall(r'script:\s*\n\s*"([^"]+)"', smk.read_text())
+        }
+    )
     assert len(scripts) >= 20 and all(s.is_file() for s in scripts)
     trainers = sorted((REPO / "samcrowd" / "nnunet_trainers").glob("*.py"))  # imported by nnU-Net's jobs
     providers = importlib.metadata.packages_distributions()
@@ -121,6 +140,7 @@ def test_readme_gives_exactly_the_two_setup_commands_that_ci_uses():
     assert "make demo" in readme and "make test" in readme
     ci = (REPO / ".ci/run").read_text()
     assert re.search(r"^make test\b", ci, re.M)
+    assert re.search(r"^make lint\b", ci, re.M), "CI runs make lint (ruff, snakefmt, snakemake --lint)"
 
 
 def test_the_litemedsam_install_hint_names_the_pinned_release():
@@ -134,16 +154,33 @@ def test_the_litemedsam_install_hint_names_the_pinned_release():
 def test_a_wheel_installed_outside_the_checkout_imports_every_module_and_validates_a_config(tmp_path):
     """`pip install` of a built wheel into a fresh venv: samcrowd stands alone (schemas, dataset
     layouts and nnU-Net trainers inside the package; nothing read from the checkout)."""
-    run = functools.partial(subprocess.run, capture_output=True, text=True, cwd=tmp_path,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    run = functools.partial(
+        subprocess.run,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     source = tmp_path / "source"  # what a clean checkout holds: git's files, no build leftovers
     listed = run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
     for name in filter(None, listed.stdout.split("\0")):
         if (REPO / name).is_file() and not name.startswith("tests/data/"):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, source / name)
-    built = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
-                 str(tmp_path / "dist"), str(source)])
+    built = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ]
+    )
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("samcrowd-*.whl"))
     venv = tmp_path / "venv"
@@ -152,8 +189,19 @@ def test_a_wheel_installed_outside_the_checkout_imports_every_module_and_validat
     # editable install among them) are not read from a directory added this way
     site = next(venv.glob("lib/python*/site-packages"))
     (site / "dependencies.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
-    installed = run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "--quiet",
-                     "--no-deps", str(wheel)])
+    installed = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin/python"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            str(wheel),
+        ]
+    )
     assert installed.returncode == 0, installed.stderr
     code = """
 import importlib, pkgutil, samcrowd
