@@ -96,7 +96,7 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
                 tmp / "c.nii.gz",
                 tmp / "f.tsv",
             )
-            for r in volumes[volumes.source.isin(["fused", "completed"])].itertuples():
+            for r in volumes[volumes.source.isin(["stacked", "crowd"])].itertuples():
                 rows.append(
                     {
                         "seed": seed,
@@ -132,8 +132,8 @@ def main() -> None:
     table["mean"] = table.mean(axis=1)
     print(table.round(3).to_string())
     per_seed = d.groupby(["seed", "variant", "labels"]).dice.mean().unstack(["variant", "labels"])
-    completion = per_seed[("all annotators", "completed")] - per_seed[("all annotators", "fused")]
-    dropping = per_seed[("flagged dropped", "completed")] - per_seed[("all annotators", "completed")]
+    completion = per_seed[("all annotators", "crowd")] - per_seed[("all annotators", "stacked")]
+    dropping = per_seed[("flagged dropped", "crowd")] - per_seed[("all annotators", "crowd")]
     print(
         f"gain of completion (all annotators): {completion.mean():+.3f} Dice "
         f"(per seed {', '.join(f'{x:+.3f}' for x in completion)})"

@@ -19,7 +19,7 @@ if config["annotations"]["source"] == "simulate":
             runtime=scaled(10),
         params:
             profile=lambda wildcards: crowd_profile(wildcards.annotator),
-            organs=config["organs"],
+            organ_values=config["organs"],
             seed=config["crowd"]["seed"],
             formats=config["crowd"]["formats"],
         script:

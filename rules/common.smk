@@ -15,14 +15,14 @@ from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
 from samcrowd.identifiers import IDENTIFIER
 from samcrowd.boxes import discover_annotators
-from samcrowd.evaluation import RESERVED_SOURCES
+from samcrowd.evaluation import LABEL_SOURCES
 
 
 wildcard_constraints:
     case=IDENTIFIER,
     annotator=IDENTIFIER,
-    dataset=r"Dataset\d{3}_samcrowd_(gt|crowd|stacked)",
-    source="gt|crowd|stacked",
+    dataset=rf"Dataset\d{{3}}_samcrowd_({'|'.join(LABEL_SOURCES)})",
+    source="|".join(LABEL_SOURCES),
     fold=r"\d+",
 
 
@@ -56,9 +56,9 @@ def _annotators():
 
 try:
     ANNOTATORS = _annotators()
-    clash = [a for a in ANNOTATORS if a in RESERVED_SOURCES]
+    clash = [a for a in ANNOTATORS if a in LABEL_SOURCES]
     if clash:
-        raise SamcrowdError(f"annotator name '{clash[0]}' is reserved for a result source; rename it")
+        raise SamcrowdError(f"annotator name '{clash[0]}' is reserved for a label source (gt, crowd, stacked); rename it")
 except SamcrowdError as e:
     raise WorkflowError(str(e)) from None
 
@@ -319,8 +319,8 @@ def overlay_layers(kind):
     case = OVERLAY_CASE[kind]
     if kind == "crowd":
         return {
-            "stacked crowd labels": f"results/labels/stacked/{case}.nii.gz",
-            "completed crowd labels": f"results/labels/crowd/{case}.nii.gz",
+            "stacked labels": f"results/labels/stacked/{case}.nii.gz",
+            "crowd labels": f"results/labels/crowd/{case}.nii.gz",
         }
     return {f"nnU-Net on {source}": f"results/nnunet/predictions/{source}" for source in NNUNET_SOURCES}
 

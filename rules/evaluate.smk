@@ -2,7 +2,7 @@
 
 
 rule evaluate_case:
-    """Slice and volume Dice of each annotator, the fusion and the completed labels of one case."""
+    """Slice and volume Dice of each label source of one case: every annotator, stacked and crowd."""
     input:
         unpack(evaluate_inputs),
     output:
@@ -18,7 +18,7 @@ rule evaluate_case:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     params:
-        organs=config["organs"],
+        organ_values=config["organs"],
         annotators=ANNOTATORS,
         completion=config["fusion"]["completion"],
         other_labels=config["data"]["other_labels"],

@@ -20,7 +20,7 @@ rule nnunet_dataset:
         source=lambda wildcards: SOURCE_OF[wildcards.dataset],
         dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
         cases=TRAIN,
-        organs=config["organs"],
+        organ_values=config["organs"],
         other_labels=config["data"]["other_labels"],
         paths=NNUNET,
     script:
@@ -152,7 +152,7 @@ rule nnunet_evaluate:
     params:
         sources=NNUNET_SOURCES,
         cases=TEST,
-        organs=config["organs"],
+        organ_values=config["organs"],
         other_labels=config["data"]["other_labels"],
     script:
         "../scripts/nnunet_evaluate.py"

@@ -165,7 +165,7 @@ rule figure_overlay:
     params:
         case=lambda wildcards: OVERLAY_CASE[wildcards.kind],
         names=lambda wildcards: list(overlay_layers(wildcards.kind)),
-        organs=config["organs"],
+        organ_values=config["organs"],
         other_labels=config["data"]["other_labels"],
         level=config["export"]["window_level"],
         width=config["export"]["window_width"],

@@ -50,10 +50,15 @@ def stream(seed: int, annotator: str, case: str) -> np.random.Generator:
 
 
 def draw_case(
-    label: np.ndarray, manifest: dict, geometry, organs: dict[str, int], profile: Profile, rng: np.random.Generator
+    label: np.ndarray,
+    manifest: dict,
+    geometry,
+    organ_values: dict[str, int],
+    profile: Profile,
+    rng: np.random.Generator,
 ) -> dict[str, list[Box]]:
     """The boxes one annotator draws on one case: {png stem: boxes} for every slice opened."""
-    names = list(organs)
+    names = list(organ_values)
     height, width = geometry.png_shape
     drawn: dict[str, list[Box]] = {}
     for record in manifest["slices"]:
@@ -62,7 +67,7 @@ def draw_case(
         k = record["slice"]
         plane = geometry.extract(label, k)
         boxes = []
-        for organ, value in organs.items():
+        for organ, value in organ_values.items():
             box = mask_bbox(plane == value)
             if box is None or rng.random() < profile.miss(organ):
                 continue
@@ -90,7 +95,7 @@ def simulate_annotator(
     name: str,
     profile: Profile,
     cases: list[tuple[str, str]],
-    organs: dict[str, int],
+    organ_values: dict[str, int],
     out_dir: str | Path,
     seed: int = 0,
     formats: tuple[str, ...] = ("yolo", "voc"),
@@ -101,7 +106,7 @@ def simulate_annotator(
     """
     all_drawn: dict[str, list[Box]] = {}
     with io.atomic_output(out_dir, directory=True) as tmp:
-        write_class_list(tmp / "class_list.txt", list(organs))
+        write_class_list(tmp / "class_list.txt", list(organ_values))
         if "yolo" in formats:
             (tmp / "YOLO_darknet").mkdir()
         if "voc" in formats:
@@ -109,11 +114,11 @@ def simulate_annotator(
         for n, (label_path, manifest_path) in enumerate(cases, 1):
             manifest, geometry = load_manifest(manifest_path)
             label, _ = io.load_volume(label_path, np.uint8)
-            drawn = draw_case(label, manifest, geometry, organs, profile, stream(seed, name, manifest["case"]))
+            drawn = draw_case(label, manifest, geometry, organ_values, profile, stream(seed, name, manifest["case"]))
             height, width = geometry.png_shape
             for stem, boxes in drawn.items():
                 if "yolo" in formats:
-                    write_yolo(tmp / "YOLO_darknet" / f"{stem}.txt", boxes, list(organs), width, height)
+                    write_yolo(tmp / "YOLO_darknet" / f"{stem}.txt", boxes, list(organ_values), width, height)
                 if "voc" in formats:
                     write_voc(tmp / "PASCAL_VOC" / f"{stem}.xml", stem, boxes, width, height)
             all_drawn.update(drawn)

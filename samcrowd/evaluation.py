@@ -1,8 +1,8 @@
 """How close are crowd labels to expert labels: slice Dice, volume Dice, and Table 1 (left).
 
-Sources: every annotator's own mask volume, `fused` (the stacked fusion) and `completed`
-(after 3D completion). Slice Dice is computed on the slices a source annotated for an
-organ (an annotator: the slices it boxed the organ on; fused: the slices at least one
+Label sources: every annotator's own mask volume, `stacked` (their fusion) and `crowd` (the
+stacked labels completed in 3D). Slice Dice is computed on the slices a source annotated for an
+organ (an annotator: the slices it boxed the organ on; stacked: the slices at least one
 annotator boxed it on); volume Dice over the whole volume. A source that never boxed an
 organ on a case is excluded from that organ's figures, with the reason written down.
 Dice follows nnU-Net: NaN when reference and prediction are both empty, omitted from means.
@@ -27,38 +27,40 @@ log = logging.getLogger(__name__)
 SLICE_COLUMNS = ["case", "organ", "source", "slice", "dice", "n_ref", "n_pred"]
 VOLUME_COLUMNS = ["case", "organ", "source", "dice", "n_ref", "n_pred"]
 EXCLUSION_COLUMNS = ["case", "organ", "source", "reason"]
-RESERVED_SOURCES = ("fused", "completed", "gt")
+#: The label sources besides the annotators: expert labels, the stacked fusion of the annotators' masks,
+#: and the crowd labels (stacked, completed in 3D). Annotators cannot take these names.
+LABEL_SOURCES = ("gt", "crowd", "stacked")
 
 
-def dense_labels(label: np.ndarray, organs: dict[str, int]) -> np.ndarray:
+def dense_labels(label: np.ndarray, organ_values: dict[str, int]) -> np.ndarray:
     """Expert labels (e.g. BTCV values) -> 1..N in config order; other structures -> 0."""
     lut = np.zeros(256, dtype=np.uint8)
-    for i, value in enumerate(organs.values(), 1):
+    for i, value in enumerate(organ_values.values(), 1):
         lut[value] = i
     return lut[label]
 
 
-def read_expert_label(path: str | Path, organs: dict[str, int], other_labels: str = "error") -> np.ndarray:
+def read_expert_label(path: str | Path, organ_values: dict[str, int], other_labels: str = "error") -> np.ndarray:
     """An expert label volume as 1..N; values that are no organ stop (`error`) or become 0 (`background`)."""
     from samcrowd.errors import SamcrowdError
 
     label, _ = io.load_volume(path, np.uint8)
-    unknown = sorted(set(np.unique(label).tolist()) - {0} - set(organs.values()))
+    unknown = sorted(set(np.unique(label).tolist()) - {0} - set(organ_values.values()))
     if unknown and other_labels == "error":
         raise SamcrowdError(
-            f"label value {unknown[0]} is not in the organ list ({organs}); set "
+            f"label value {unknown[0]} is not in the organ list ({organ_values}); set "
             "data.other_labels: background to map other structures to background",
             path,
         )
     if unknown:
         log.info("%s: values %s are no study organ, mapped to background", path, unknown)
-    return dense_labels(label, organs)
+    return dense_labels(label, organ_values)
 
 
 def evaluate_case(
     case: str,
     label_path: str | Path,
-    organs: dict[str, int],
+    organ_values: dict[str, int],
     geometry: SliceGeometry,
     annotators: dict[str, tuple[str | Path, str | Path]],
     stacked_path: str | Path,
@@ -67,9 +69,9 @@ def evaluate_case(
     other_labels: str = "error",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Slice Dice, volume Dice and exclusions of one case (see module doc)."""
-    names = list(organs)
+    names = list(organ_values)
     values = list(range(1, len(names) + 1))
-    reference = read_expert_label(label_path, organs, other_labels)
+    reference = read_expert_label(label_path, organ_values, other_labels)
     fusion_table = pd.read_csv(fusion_table_path, sep="\t", dtype={"organ": str, "case": str})
     sources: dict[str, tuple[np.ndarray, dict[str, set[int]]]] = {}
     for name, (volume_path, coverage_path) in sorted(annotators.items()):
@@ -79,9 +81,9 @@ def evaluate_case(
         organ: set(int(k) for k in fusion_table[(fusion_table.organ == organ) & (fusion_table.boxed > 0)].slice)
         for organ in names
     }
-    sources["fused"] = (io.load_volume(stacked_path, np.uint8)[0], fused_slices)
+    sources["stacked"] = (io.load_volume(stacked_path, np.uint8)[0], fused_slices)
     if crowd_path is not None:
-        sources["completed"] = (io.load_volume(crowd_path, np.uint8)[0], fused_slices)
+        sources["crowd"] = (io.load_volume(crowd_path, np.uint8)[0], fused_slices)
     slice_rows, volume_rows, exclusions = [], [], []
     for source, (volume, annotated) in sources.items():
         counts = label_counts(reference, volume, values)
@@ -89,7 +91,7 @@ def evaluate_case(
             if not annotated[organ]:
                 reason = (
                     f"no annotator drew a box of {organ} on this case"
-                    if source in ("fused", "completed")
+                    if source in ("stacked", "crowd")
                     else f"annotator {source} drew no box of {organ} on this case"
                 )
                 exclusions.append({"case": case, "organ": organ, "source": source, "reason": reason})
@@ -105,7 +107,7 @@ def evaluate_case(
                     "n_pred": n_pred,
                 }
             )
-            if source == "completed":
+            if source == "crowd":
                 continue  # completion adds slices; on the annotated ones it equals the fusion
             for k in sorted(annotated[organ]):
                 r, p = geometry.extract(reference, k) == v, geometry.extract(volume, k) == v
@@ -130,15 +132,15 @@ def evaluate_case(
 
 def annotation_table(slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str]) -> pd.DataFrame:
     """Table 1 (left): per organ and overall, mean and SD across cases of the crowd labels' slice
-    Dice (fused; per case the mean over annotated slices) and volume Dice (fused and completed).
+    Dice (stacked; per case the mean over annotated slices) and volume Dice (stacked and crowd).
 
     The overall row averages each case's organs first, then takes mean and SD across cases.
     SD is the sample SD (ddof 1). NaN Dice (both empty) is omitted.
     """
     per_case = {
-        "slice_dice": slices[slices.source == "fused"].groupby(["case", "organ"]).dice.mean(),
-        "volume_dice_fused": volumes[volumes.source == "fused"].set_index(["case", "organ"]).dice,
-        "volume_dice_completed": volumes[volumes.source == "completed"].set_index(["case", "organ"]).dice,
+        "slice_dice": slices[slices.source == "stacked"].groupby(["case", "organ"]).dice.mean(),
+        "volume_dice_stacked": volumes[volumes.source == "stacked"].set_index(["case", "organ"]).dice,
+        "volume_dice_crowd": volumes[volumes.source == "crowd"].set_index(["case", "organ"]).dice,
     }
     rows = []
     for organ in [*organs, "mean"]:
@@ -167,11 +169,11 @@ def to_markdown(table: pd.DataFrame) -> str:
             return "–"
         return f"{mean:.2f} ± {sd:.2f} (n={n})" if not np.isnan(sd) else f"{mean:.2f} (n={n})"
 
-    lines = ["| organ | slice Dice | volume Dice, stacked | volume Dice, completed |", "|---|---|---|---|"]
+    lines = ["| organ | slice Dice | volume Dice, stacked | volume Dice, crowd |", "|---|---|---|---|"]
     for _, row in table.iterrows():
         lines.append(
-            f"| {row.organ} | {cell(row, 'slice_dice')} | {cell(row, 'volume_dice_fused')} | "
-            f"{cell(row, 'volume_dice_completed')} |"
+            f"| {row.organ} | {cell(row, 'slice_dice')} | {cell(row, 'volume_dice_stacked')} | "
+            f"{cell(row, 'volume_dice_crowd')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -179,7 +181,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 def evaluate_case_files(
     case: str,
     label: str,
-    organs: dict[str, int],
+    organ_values: dict[str, int],
     manifest: str,
     masks: dict[str, tuple[str, str]],
     stacked: str,
@@ -194,12 +196,12 @@ def evaluate_case_files(
     from samcrowd.export import load_manifest
 
     slices, volumes, exclusions = evaluate_case(
-        case, label, organs, load_manifest(manifest)[1], masks, stacked, crowd, fusion_table, other_labels
+        case, label, organ_values, load_manifest(manifest)[1], masks, stacked, crowd, fusion_table, other_labels
     )
     io.write_tsv(out_slices, slices)
     io.write_tsv(out_volumes, volumes)
     io.write_tsv(out_exclusions, exclusions)
-    for row in volumes[volumes.source.isin(["fused", "completed"])].itertuples():
+    for row in volumes[volumes.source.isin(["stacked", "crowd"])].itertuples():
         log.info("%s %s %s: volume Dice %.4f", case, row.organ, row.source, row.dice)
 
 

@@ -2,7 +2,7 @@
 
 - test Dice per organ: paired box/strip plots of every nnU-Net source, lines joining a case's
   values, the Wilcoxon p-values in the titles;
-- crowd-label Dice: slice Dice (fused) beside volume Dice (stacked and completed) per organ;
+- crowd-label Dice: slice Dice (stacked) beside volume Dice (stacked and crowd) per organ;
 - overlays: axial, coronal and sagittal views through the expert labels' centre, CT in the
   abdomen window, the expert outline in white, each other label volume filled;
 - annotator reliability: the three agreement measures and the reliability of each annotator.
@@ -72,11 +72,11 @@ def test_dice_figure(
 def annotation_figure(
     slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str], outs: list[str | Path], dpi: int = 150
 ) -> None:
-    """Per organ: the crowd labels' slice Dice (fused) beside their volume Dice (stacked, completed)."""
+    """Per organ: the crowd labels' slice Dice (stacked) beside their volume Dice (stacked, crowd)."""
     measures = {
-        "slice Dice (fused)": slices[slices.source == "fused"].groupby(["case", "organ"]).dice.mean(),
-        "volume Dice (stacked)": volumes[volumes.source == "fused"].set_index(["case", "organ"]).dice,
-        "volume Dice (completed)": volumes[volumes.source == "completed"].set_index(["case", "organ"]).dice,
+        "slice Dice (stacked)": slices[slices.source == "stacked"].groupby(["case", "organ"]).dice.mean(),
+        "volume Dice (stacked)": volumes[volumes.source == "stacked"].set_index(["case", "organ"]).dice,
+        "volume Dice (crowd)": volumes[volumes.source == "crowd"].set_index(["case", "organ"]).dice,
     }
     measures = {k: v for k, v in measures.items() if len(v)}
     fig, ax = plt.subplots(figsize=(1.6 * len(organs) + 1.5, 3.4))
@@ -191,7 +191,7 @@ def reliability_figure(quality: pd.DataFrame, threshold: float, outs: list[str |
 def overlay_from_files(
     image: str | Path,
     label: str | Path,
-    organs: dict[str, int],
+    organ_values: dict[str, int],
     other_labels: str,
     layers: dict[str, str | Path],
     case: str,
@@ -204,5 +204,5 @@ def overlay_from_files(
     from samcrowd.evaluation import read_expert_label
 
     files = {name: Path(p) / f"{case}.nii.gz" if Path(p).is_dir() else Path(p) for name, p in layers.items()}
-    expert = read_expert_label(label, organs, other_labels)
-    overlay_figure(image, expert, files, list(organs), outs, f"{case}: expert outline (white)", dpi, level, width)
+    expert = read_expert_label(label, organ_values, other_labels)
+    overlay_figure(image, expert, files, list(organ_values), outs, f"{case}: expert outline (white)", dpi, level, width)

@@ -28,7 +28,7 @@ import pandas as pd
 from samcrowd import io
 from samcrowd.devices import resolve_device
 from samcrowd.errors import SamcrowdError
-from samcrowd.evaluation import read_expert_label
+from samcrowd.evaluation import LABEL_SOURCES, read_expert_label
 from samcrowd.geometry import orientation_code, reorient
 from samcrowd.metrics import dice_from_counts, label_counts
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 #: The folder of samcrowd's nnU-Net trainers (nnU-Net finds trainers by scanning folders: nnUNet_extTrainer).
 TRAINERS = Path(str(resources.files("samcrowd.nnunet_trainers")))
-SOURCES = ("gt", "crowd", "stacked")
+SOURCES = LABEL_SOURCES  # each can train a model
 #: The orientation of every volume nnU-Net sees (nibabel's axis code; its closest-canonical one).
 ORIENTATION = "RAS"
 TEST_DICE_COLUMNS = ["source", "case", "organ", "dice", "n_ref", "n_pred"]
@@ -153,15 +153,17 @@ def restore_grid(prediction: str | Path, image: str | Path, out: str | Path) -> 
     io.save_volume(out, back, affine)
 
 
-def read_training_label(path: str | Path, organs: dict[str, int], source: str, other_labels: str) -> np.ndarray:
-    """A training label as 1..N: expert values mapped through `organs`; crowd labels checked to be 0..N."""
+def read_training_label(path: str | Path, organ_values: dict[str, int], source: str, other_labels: str) -> np.ndarray:
+    """A training label as 1..N: expert values mapped through `organ_values`; crowd labels checked to be 0..N."""
     if source == "gt":
-        return read_expert_label(path, organs, other_labels)
+        return read_expert_label(path, organ_values, other_labels)
     label, _ = io.load_volume(path, np.uint8)
     values = set(np.unique(label).tolist()) - {0}
-    beyond = sorted(v for v in values if v > len(organs))
+    beyond = sorted(v for v in values if v > len(organ_values))
     if beyond:
-        raise SamcrowdError(f"label value {beyond[0]} is outside the {len(organs)} organs (1..{len(organs)})", path)
+        raise SamcrowdError(
+            f"label value {beyond[0]} is outside the {len(organ_values)} organs (1..{len(organ_values)})", path
+        )
     return label
 
 
@@ -171,7 +173,7 @@ def write_dataset(
     dataset_id: int,
     source: str,
     cases: list[tuple[str, str, str]],
-    organs: dict[str, int],
+    organ_values: dict[str, int],
     other_labels: str = "error",
 ) -> dict:
     """nnU-Net raw dataset of one source from training cases [(case, image, label)]; returns dataset.json."""
@@ -180,13 +182,13 @@ def write_dataset(
     if out_dir.name != name:
         raise SamcrowdError(f"dataset folder must be named {name}", out_dir)
     check_dataset_id(paths, dataset_id, name)
-    seen = {v: 0 for v in range(1, len(organs) + 1)}
+    seen = {v: 0 for v in range(1, len(organ_values) + 1)}
     with io.atomic_output(out_dir, directory=True) as tmp:
         (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
         for case, image, label in cases:
             shape, affine = io.read_header(image)
-            dense = read_training_label(label, organs, source, other_labels)
+            dense = read_training_label(label, organ_values, source, other_labels)
             if dense.shape != tuple(shape):
                 raise SamcrowdError(f"label shape {dense.shape} differs from its image {tuple(shape)}", label)
             for v in seen:
@@ -197,12 +199,12 @@ def write_dataset(
             "name": name,
             "description": f"samcrowd: training cases with {source} labels",
             "channel_names": {"0": "CT"},
-            "labels": {"background": 0, **{organ: i for i, organ in enumerate(organs, 1)}},
+            "labels": {"background": 0, **{organ: i for i, organ in enumerate(organ_values, 1)}},
             "numTraining": len(cases),
             "file_ending": ".nii.gz",
         }
         io.write_json(tmp / "dataset.json", dataset)
-    missing = [organ for organ, v in zip(organs, seen) if seen[v] == 0]
+    missing = [organ for organ, v in zip(organ_values, seen) if seen[v] == 0]
     if missing:
         log.warning("%s: organ %s appears in none of the training labels", name, ", ".join(missing))
     log.info("%s: %d training cases", name, len(cases))
@@ -434,13 +436,13 @@ def test_images(cases: list[tuple[str, str]], out_dir: str | Path) -> None:
 def test_dice(
     predictions: dict[str, str | Path],
     references: list[tuple[str, str]],
-    organs: dict[str, int],
+    organ_values: dict[str, int],
     other_labels: str = "error",
 ) -> pd.DataFrame:
     """Volume Dice per source, test case and organ (predictions: {source: folder})."""
     rows = []
     for case, label in references:
-        reference = read_training_label(label, organs, "gt", other_labels)
+        reference = read_training_label(label, organ_values, "gt", other_labels)
         for source, folder in predictions.items():
             path = Path(folder) / f"{case}.nii.gz"
             prediction, _ = io.load_volume(path, np.uint8)
@@ -448,8 +450,8 @@ def test_dice(
                 raise SamcrowdError(
                     f"prediction shape {prediction.shape} differs from the label's {reference.shape}", path
                 )
-            counts = label_counts(reference, prediction, range(1, len(organs) + 1))
-            for organ, (tp, n_ref, n_pred) in zip(organs, counts.values()):
+            counts = label_counts(reference, prediction, range(1, len(organ_values) + 1))
+            for organ, (tp, n_ref, n_pred) in zip(organ_values, counts.values()):
                 rows.append(
                     {
                         "source": source,

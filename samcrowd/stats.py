@@ -185,14 +185,14 @@ def table1_markdown(table: pd.DataFrame, reference: str = "gt") -> str:
         "organ",
         "slice Dice (crowd labels)",
         "volume Dice (stacked)",
-        "volume Dice (completed)",
+        "volume Dice (crowd)",
         *[f"test Dice, nnU-Net on {s}" for s in sources],
         *[f"p ({reference} vs {s})" for s in others],
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [str(row.organ)]
-        for measure in ("slice_dice", "volume_dice_fused", "volume_dice_completed"):
+        for measure in ("slice_dice", "volume_dice_stacked", "volume_dice_crowd"):
             cells.append(_cell(row.get(f"labels_{measure}_mean", np.nan), row.get(f"labels_{measure}_sd", np.nan)))
         cells += [_cell(row[f"test_{s}_mean"], row[f"test_{s}_sd"]) for s in sources]
         cells += [format_p(row.get(f"test_p_{s}", np.nan)) for s in others]

@@ -7,7 +7,7 @@ jobs.run(
     lambda: evaluation.evaluate_case_files(
         snakemake.wildcards.case,
         i.label,
-        p.organs,
+        p.organ_values,
         i.manifest,
         {a: (v, c) for a, v, c in zip(p.annotators, i.volumes, i.coverage)},
         i.stacked,

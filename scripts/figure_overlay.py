@@ -7,7 +7,7 @@ jobs.run(
     lambda: figures.overlay_from_files(
         i.image,
         i.label,
-        p.organs,
+        p.organ_values,
         p.other_labels,
         dict(zip(p.names, i.layers)),
         p.case,

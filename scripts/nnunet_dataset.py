@@ -10,7 +10,7 @@ jobs.run(
         p.dataset_id,
         p.source,
         list(zip(p.cases, i.images, i.labels)),
-        p.organs,
+        p.organ_values,
         p.other_labels,
     ),
 )

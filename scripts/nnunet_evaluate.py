@@ -6,6 +6,8 @@ jobs.run(
     snakemake,
     lambda: io.write_tsv(
         snakemake.output[0],
-        nnunet.test_dice(dict(zip(p.sources, i.predictions)), list(zip(p.cases, i.labels)), p.organs, p.other_labels),
+        nnunet.test_dice(
+            dict(zip(p.sources, i.predictions)), list(zip(p.cases, i.labels)), p.organ_values, p.other_labels
+        ),
     ),
 )

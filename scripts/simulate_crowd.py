@@ -8,7 +8,7 @@ jobs.run(
         snakemake.wildcards.annotator,
         crowd.Profile.from_config(p.profile),
         list(zip(snakemake.input.labels, snakemake.input.manifests)),
-        p.organs,
+        p.organ_values,
         snakemake.output[0],
         seed=p.seed,
         formats=tuple(p.formats),

@@ -83,13 +83,13 @@ def test_volume_and_slice_dice_of_each_source(case):
     )
     v = volumes.set_index(["source", "organ"])
     assert v.loc[("a", "liver"), "dice"] == pytest.approx(2 * 24 / (48 + 24))
-    assert v.loc[("completed", "liver"), "dice"] == pytest.approx(2 * 40 / (48 + 40))
+    assert v.loc[("crowd", "liver"), "dice"] == pytest.approx(2 * 40 / (48 + 40))
     assert (v.loc[("a", "liver"), "n_ref"], v.loc[("a", "liver"), "n_pred"]) == (48, 24)
     s = slices[(slices.source == "a") & (slices.organ == "liver")].set_index("slice")
     assert list(s.index) == [1, 3]  # only the slices the annotator boxed the liver on
     assert s.loc[1, "dice"] == 1.0 and s.loc[3, "dice"] == pytest.approx(2 * 8 / 24)
-    assert set(slices.source) == {"a", "fused"}  # completion adds no annotated slice
-    assert set(exclusions.organ) == {"spleen"} and set(exclusions.source) == {"a", "fused", "completed"}
+    assert set(slices.source) == {"a", "stacked"}  # completion adds no annotated slice
+    assert set(exclusions.organ) == {"spleen"} and set(exclusions.source) == {"a", "stacked", "crowd"}
     assert "annotator a drew no box of spleen on this case" in exclusions.reason.tolist()
     assert "no annotator drew a box of spleen on this case" in exclusions.reason.tolist()
 
@@ -107,17 +107,17 @@ def test_both_empty_is_nan_and_left_out_of_means():
     slices = pd.DataFrame(columns=evaluation.SLICE_COLUMNS)
     volumes = pd.DataFrame(
         [
-            {"case": "c1", "organ": "liver", "source": "fused", "dice": 0.8, "n_ref": 1, "n_pred": 1},
-            {"case": "c2", "organ": "liver", "source": "fused", "dice": 0.6, "n_ref": 1, "n_pred": 1},
-            {"case": "c3", "organ": "liver", "source": "fused", "dice": float("nan"), "n_ref": 0, "n_pred": 0},
-            {"case": "c1", "organ": "spleen", "source": "fused", "dice": 0.4, "n_ref": 1, "n_pred": 1},
+            {"case": "c1", "organ": "liver", "source": "stacked", "dice": 0.8, "n_ref": 1, "n_pred": 1},
+            {"case": "c2", "organ": "liver", "source": "stacked", "dice": 0.6, "n_ref": 1, "n_pred": 1},
+            {"case": "c3", "organ": "liver", "source": "stacked", "dice": float("nan"), "n_ref": 0, "n_pred": 0},
+            {"case": "c1", "organ": "spleen", "source": "stacked", "dice": 0.4, "n_ref": 1, "n_pred": 1},
         ]
     )
     table = evaluation.annotation_table(slices, volumes, ["liver", "spleen"]).set_index("organ")
-    assert table.loc["liver", "volume_dice_fused_mean"] == pytest.approx(0.7)
-    assert table.loc["liver", "volume_dice_fused_sd"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
-    assert table.loc["liver", "volume_dice_fused_n"] == 2
-    assert table.loc["mean", "volume_dice_fused_mean"] == pytest.approx(np.mean([0.6, 0.6]))  # c1: (0.8+0.4)/2
+    assert table.loc["liver", "volume_dice_stacked_mean"] == pytest.approx(0.7)
+    assert table.loc["liver", "volume_dice_stacked_sd"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert table.loc["liver", "volume_dice_stacked_n"] == 2
+    assert table.loc["mean", "volume_dice_stacked_mean"] == pytest.approx(np.mean([0.6, 0.6]))  # c1: (0.8+0.4)/2
     assert math.isnan(table.loc["liver", "slice_dice_mean"])
     md = evaluation.to_markdown(table.reset_index())
     assert "| liver | – | 0.70 ± 0.14 (n=2) | – |" in md

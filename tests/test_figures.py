@@ -50,11 +50,14 @@ def test_reliability_and_annotation_figures(tmp_path):
         [
             {"case": "c", "organ": o, "source": s, "dice": 0.7, "n_ref": 1, "n_pred": 1}
             for o in ORGANS
-            for s in ("fused", "completed")
+            for s in ("stacked", "crowd")
         ]
     )
     slices = pd.DataFrame(
-        [{"case": "c", "organ": o, "source": "fused", "slice": 1, "dice": 0.9, "n_ref": 1, "n_pred": 1} for o in ORGANS]
+        [
+            {"case": "c", "organ": o, "source": "stacked", "slice": 1, "dice": 0.9, "n_ref": 1, "n_pred": 1}
+            for o in ORGANS
+        ]
     )
     figures.annotation_figure(slices, volumes, ORGANS, [tmp_path / "a.png"])
     assert (tmp_path / "q.png").stat().st_size > 5000 and (tmp_path / "a.png").stat().st_size > 5000

@@ -79,7 +79,7 @@ def test_tiny_study_runs_data_and_export_then_has_nothing_left_to_do(tmp_path):
             assert (tmp_path / f"results/labels/{kind}/{case}.nii.gz").exists()
     assert len(pd.read_csv(tmp_path / "results/quality/annotators.tsv", sep="\t")) == 4
     volumes = pd.read_csv(tmp_path / "results/tables/annotation_volume_dice.tsv", sep="\t")
-    assert {"ann01", "ann02", "ann03", "ann04", "fused", "completed"} <= set(volumes.source)
+    assert {"ann01", "ann02", "ann03", "ann04", "stacked", "crowd"} <= set(volumes.source)
     assert "| mean |" in (tmp_path / "results/tables/annotation_dice.md").read_text()
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert "Nothing to be done" in again.stdout + again.stderr
