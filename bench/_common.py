@@ -34,17 +34,19 @@ def phantom_with_crowd(folder: Path, case_index: int = 0, code: str = "LAS", sha
     image, label, affine = make_case(settings, case_index, code)
     io.save_volume(folder / "img.nii.gz", image, affine)
     io.save_volume(folder / "seg.nii.gz", label, affine)
-    manifest = export.export_case("c", folder / "img.nii.gz", folder / "png", folder / "c.manifest.json")
+    manifest = export.export_case(
+        case="c", image_path=folder / "img.nii.gz", out_dir=folder / "png", manifest_path=folder / "c.manifest.json"
+    )
     frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
     tables = []
     for name, profile in defaults["crowd"]["annotators"].items():
         out = folder / name
         crowd.simulate_annotator(
-            name,
-            crowd.Profile.from_config(defaults["crowd"]["profiles"][profile]),
-            [(folder / "seg.nii.gz", folder / "c.manifest.json")],
-            {o: LABELS[o] for o in ORGANS},
-            out,
+            name=name,
+            profile=crowd.Profile.from_config(defaults["crowd"]["profiles"][profile]),
+            cases=[(folder / "seg.nii.gz", folder / "c.manifest.json")],
+            organ_values={o: LABELS[o] for o in ORGANS},
+            out_dir=out,
         )
         table = boxes.annotator_table(out, name, PRESETS["project"], ORGANS, {"c": frame}.get)
         io.write_tsv(folder / f"{name}.tsv", table)

@@ -32,32 +32,34 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
         image, label, affine = make_case(settings, i, code)
         io.save_volume(tmp / f"{case}.nii.gz", image, affine)
         io.save_volume(tmp / f"{case}_seg.nii.gz", label, affine)
-        manifest = export.export_case(case, tmp / f"{case}.nii.gz", tmp / case, tmp / f"{case}.json")
+        manifest = export.export_case(
+            case=case, image_path=tmp / f"{case}.nii.gz", out_dir=tmp / case, manifest_path=tmp / f"{case}.json"
+        )
         frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
         per_case[case] = {}
         for name, profile in config["crowd"]["annotators"].items():
             stem = tmp / f"{case}-{name}"
             crowd.simulate_annotator(
-                name,
-                crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
-                [(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
-                organs,
-                stem,
+                name=name,
+                profile=crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
+                cases=[(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
+                organ_values=organs,
+                out_dir=stem,
                 seed=seed,
             )
             table = boxes.annotator_table(stem, name, PRESETS["project"], ORGANS, {case: frame}.get)
             io.write_tsv(f"{stem}.tsv", table)
             tables.append(table)
             masks.mask_case(
-                seg,
-                name,
-                f"{stem}.tsv",
-                tmp / f"{case}.json",
-                tmp / case,
-                tmp / f"{case}.nii.gz",
-                ORGANS,
-                f"{stem}.nii.gz",
-                f"{stem}.cov.tsv",
+                segmenter=seg,
+                annotator=name,
+                table_path=f"{stem}.tsv",
+                manifest_path=tmp / f"{case}.json",
+                slices_dir=tmp / case,
+                image_path=tmp / f"{case}.nii.gz",
+                organs=ORGANS,
+                out_volume=f"{stem}.nii.gz",
+                out_coverage=f"{stem}.cov.tsv",
             )
             per_case[case][name] = (f"{stem}.nii.gz", f"{stem}.cov.tsv")
     geometry = {c: export.load_manifest(tmp / f"{c}.json")[1] for c in per_case}
@@ -77,14 +79,14 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
             ("flagged dropped", {a: p for a, p in m.items() if a not in flagged}),
         ):
             fusion.fuse_case(
-                case,
-                kept,
-                tmp / f"{case}.json",
-                tmp / f"{case}.nii.gz",
-                ORGANS,
-                tmp / "s.nii.gz",
-                tmp / "c.nii.gz",
-                tmp / "f.tsv",
+                case=case,
+                masks=kept,
+                manifest_path=tmp / f"{case}.json",
+                image_path=tmp / f"{case}.nii.gz",
+                organs=ORGANS,
+                out_stacked=tmp / "s.nii.gz",
+                out_crowd=tmp / "c.nii.gz",
+                out_table=tmp / "f.tsv",
             )
             _, volumes, _ = evaluation.evaluate_case(
                 case,

@@ -51,7 +51,12 @@ def main() -> None:
             {**settings, "runtime": "openvino"}, checkpoint, (str(tmp / "encoder.xml"), str(tmp / "encoder.bin"))
         )
         fast.prepare(args.threads)
-        manifest = export.export_case("ct", SCAN / "example_ct_sm.nii.gz", tmp / "png", tmp / "ct.manifest.json")
+        manifest = export.export_case(
+            case="ct",
+            image_path=SCAN / "example_ct_sm.nii.gz",
+            out_dir=tmp / "png",
+            manifest_path=tmp / "ct.manifest.json",
+        )
         _, geometry = export.load_manifest(tmp / "ct.manifest.json")
         records = manifest["slices"][:: args.every]
         pngs = [export.read_png(tmp / "png" / r["png"]) for r in records]

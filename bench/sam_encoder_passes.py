@@ -41,20 +41,26 @@ def naive(seg: segmenters.SamSegmenter, folder: Path, tables: list[Path]) -> lis
 
 
 def cached(seg: segmenters.SamSegmenter, folder: Path, tables: list[Path]) -> list[np.ndarray]:
-    masks.embed_case(seg, folder / "c.manifest.json", folder / "png", folder / "e.npy", folder / "e.json")
+    masks.embed_case(
+        segmenter=seg,
+        manifest_path=folder / "c.manifest.json",
+        slices_dir=folder / "png",
+        out_array=folder / "e.npy",
+        out_record=folder / "e.json",
+    )
     embeddings = masks.Embeddings(folder / "e.npy", folder / "e.json", seg)
     return [
         masks.mask_case(
-            seg,
-            p.stem,
-            p,
-            folder / "c.manifest.json",
-            folder / "png",
-            folder / "img.nii.gz",
-            ORGANS,
-            folder / f"{p.stem}.nii.gz",
-            folder / f"{p.stem}.cov.tsv",
-            embeddings,
+            segmenter=seg,
+            annotator=p.stem,
+            table_path=p,
+            manifest_path=folder / "c.manifest.json",
+            slices_dir=folder / "png",
+            image_path=folder / "img.nii.gz",
+            organs=ORGANS,
+            out_volume=folder / f"{p.stem}.nii.gz",
+            out_coverage=folder / f"{p.stem}.cov.tsv",
+            embeddings=embeddings,
         )[0]
         for p in tables
     ]

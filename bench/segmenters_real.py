@@ -71,7 +71,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         methods = make_segmenters(args, tmp)
-        manifest = export.export_case("ct", SCAN / "example_ct_sm.nii.gz", tmp / "png", tmp / "ct.manifest.json")
+        manifest = export.export_case(
+            case="ct",
+            image_path=SCAN / "example_ct_sm.nii.gz",
+            out_dir=tmp / "png",
+            manifest_path=tmp / "ct.manifest.json",
+        )
         _, geometry = export.load_manifest(tmp / "ct.manifest.json")
         label, _ = io.load_volume(SCAN / "example_seg.nii.gz", np.uint8)
         height, width = geometry.png_shape

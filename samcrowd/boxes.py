@@ -253,6 +253,7 @@ def summary(table: pd.DataFrame, organs: list[str]) -> str:
 
 
 def write_case_table(
+    *,
     folder: str | Path,
     annotator: str,
     case: str,

@@ -92,6 +92,7 @@ def draw_case(
 
 
 def simulate_annotator(
+    *,
     name: str,
     profile: Profile,
     cases: list[tuple[str, str]],

@@ -179,6 +179,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def evaluate_case_files(
+    *,
     case: str,
     label: str,
     organ_values: dict[str, int],
@@ -206,6 +207,7 @@ def evaluate_case_files(
 
 
 def collect(
+    *,
     slice_paths: list[str],
     volume_paths: list[str],
     exclusion_paths: list[str],

@@ -53,6 +53,7 @@ def select_slices(
 
 
 def export_case(
+    *,
     case: str,
     image_path: str | Path,
     out_dir: str | Path,

@@ -40,6 +40,7 @@ def save_all(fig: plt.Figure, outs: list[str | Path], dpi: int = 150) -> None:
 
 
 def test_dice_figure(
+    *,
     dice: pd.DataFrame,
     comparison: pd.DataFrame,
     organs: list[str],
@@ -70,7 +71,7 @@ def test_dice_figure(
 
 
 def annotation_figure(
-    slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str], outs: list[str | Path], dpi: int = 150
+    *, slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str], outs: list[str | Path], dpi: int = 150
 ) -> None:
     """Per organ: the crowd labels' slice Dice (stacked) beside their volume Dice (stacked, crowd)."""
     measures = {
@@ -166,7 +167,7 @@ def overlay_figure(
     save_all(fig, outs, dpi)
 
 
-def reliability_figure(quality: pd.DataFrame, threshold: float, outs: list[str | Path], dpi: int = 150) -> None:
+def reliability_figure(*, quality: pd.DataFrame, threshold: float, outs: list[str | Path], dpi: int = 150) -> None:
     """Each annotator's box IoU, leave-one-out Dice, STAPLE sensitivity and reliability; flagged in red."""
     measures = ["box_iou", "mask_dice_loo", "staple_sensitivity", "reliability"]
     table = quality.sort_values("rank")
@@ -189,6 +190,7 @@ def reliability_figure(quality: pd.DataFrame, threshold: float, outs: list[str |
 
 
 def overlay_from_files(
+    *,
     image: str | Path,
     label: str | Path,
     organ_values: dict[str, int],

@@ -157,6 +157,7 @@ def in_plane_spacing(affine: np.ndarray, geometry: SliceGeometry) -> tuple[float
 
 
 def fuse_case(
+    *,
     case: str,
     masks: dict[str, tuple[str | Path, str | Path]],
     manifest_path: str | Path,

@@ -44,6 +44,7 @@ def key_digest(key: dict[str, Any]) -> str:
 
 
 def embed_case(
+    *,
     segmenter: Segmenter,
     manifest_path: str | Path,
     slices_dir: str | Path,
@@ -140,6 +141,7 @@ def compose(masks: np.ndarray, scores: np.ndarray, organ_values: np.ndarray) -> 
 
 
 def mask_case(
+    *,
     segmenter: Segmenter,
     annotator: str,
     table_path: str | Path,
@@ -202,7 +204,7 @@ def mask_case(
     return volume, cov
 
 
-def write_segmenter_record(settings: dict[str, Any], out: str | Path) -> dict[str, Any]:
+def write_segmenter_record(*, settings: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """Check the checkpoint (if any) and write what makes the masks: settings, checkpoint hash, versions."""
     from samcrowd import segmenters
 
@@ -220,7 +222,7 @@ def write_segmenter_record(settings: dict[str, Any], out: str | Path) -> dict[st
     return record
 
 
-def segmenter_from_record(path: str | Path, encoder_ir: tuple[str, str] | None = None) -> Segmenter:
+def segmenter_from_record(*, path: str | Path, encoder_ir: tuple[str, str] | None = None) -> Segmenter:
     """The segmenter a `segmenter` job recorded (the checkpoint hash is not recomputed), with
     LiteMedSAM's converted encoder when the workflow made one."""
     from samcrowd import segmenters
@@ -229,9 +231,9 @@ def segmenter_from_record(path: str | Path, encoder_ir: tuple[str, str] | None =
     return segmenters.make_segmenter(record["settings"], record["checkpoint"], encoder_ir)
 
 
-def export_encoder(segmenter_json: str | Path, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
+def export_encoder(*, segmenter_json: str | Path, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
     """Load LiteMedSAM's checked weights and convert its image encoder for OpenVINO (once per workflow)."""
-    segmenter = segmenter_from_record(segmenter_json)
+    segmenter = segmenter_from_record(path=segmenter_json)
     segmenter.prepare()
     info = segmenter.export_encoder(out_xml, out_bin)
     log.info(

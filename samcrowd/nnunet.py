@@ -168,6 +168,7 @@ def read_training_label(path: str | Path, organ_values: dict[str, int], source: 
 
 
 def write_dataset(
+    *,
     out_dir: str | Path,
     paths: dict[str, str],
     dataset_id: int,
@@ -227,6 +228,7 @@ def folds(cases: list[str], n_folds: int, seed: int) -> list[dict[str, list[str]
 
 
 def preprocess(
+    *,
     raw_dataset: str | Path,
     paths: dict[str, str],
     dataset_id: int,
@@ -308,6 +310,7 @@ def training_record(
 
 
 def train(
+    *,
     paths: dict[str, str],
     dataset_id: int,
     source: str,
@@ -379,6 +382,7 @@ def intact(checkpoint: Path) -> bool:
 
 
 def predict(
+    *,
     images: str | Path,
     cases: list[tuple[str, str]],
     out_dir: str | Path,
@@ -426,7 +430,7 @@ def predict(
     return sorted(Path(out_dir).glob("*.nii.gz"))
 
 
-def test_images(cases: list[tuple[str, str]], out_dir: str | Path) -> None:
+def test_images(*, cases: list[tuple[str, str]], out_dir: str | Path) -> None:
     """The test split's images, named as nnU-Net expects (`<case>_0000.nii.gz`), in `ORIENTATION`."""
     with io.atomic_output(out_dir, directory=True) as tmp:
         for case, image in cases:
@@ -434,6 +438,7 @@ def test_images(cases: list[tuple[str, str]], out_dir: str | Path) -> None:
 
 
 def test_dice(
+    *,
     predictions: dict[str, str | Path],
     references: list[tuple[str, str]],
     organ_values: dict[str, int],

@@ -86,7 +86,7 @@ def case_table(settings: PhantomSettings, folder: str = "results/data") -> pd.Da
     return pd.DataFrame(rows, columns=["case", "image", "label", "split", "orientation"])
 
 
-def write_study(settings: PhantomSettings, sheet_path: str | Path) -> pd.DataFrame:
+def write_study(*, settings: PhantomSettings, sheet_path: str | Path) -> pd.DataFrame:
     """Generate every phantom case and write the case sheet; images and labels go beside it
     (`images/<case>.nii.gz`, `labels/<case>.nii.gz`), as `case_table` names them."""
     folder = Path(sheet_path).parent.as_posix()

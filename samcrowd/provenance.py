@@ -79,7 +79,7 @@ def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -
 
 
 def write_provenance(
-    segmenter_json: str | Path, config: dict[str, Any], out: str | Path, out_html: str | Path | None = None
+    *, segmenter_json: str | Path, config: dict[str, Any], out: str | Path, out_html: str | Path | None = None
 ) -> pd.DataFrame:
     """The workflow's `provenance` job: TSV, and HTML for the report."""
     table = provenance_table(io.read_json(segmenter_json), config)

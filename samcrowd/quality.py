@@ -211,7 +211,7 @@ def write_quality(
     return table
 
 
-def kept_annotators(quality_table: str, annotators: list[str]) -> list[str]:
+def kept_annotators(*, quality_table: str, annotators: list[str]) -> list[str]:
     """The annotators the quality table does not flag (in the given order)."""
     from samcrowd.errors import SamcrowdError
 

@@ -201,6 +201,7 @@ def table1_markdown(table: pd.DataFrame, reference: str = "gt") -> str:
 
 
 def write_table1(
+    *,
     annotation_path: str | Path,
     test_dice_path: str | Path | None,
     organs: list[str],

@@ -5,11 +5,11 @@ p = snakemake.params
 jobs.run(
     snakemake,
     lambda: boxes.write_case_table(
-        snakemake.input.folder,
-        snakemake.wildcards.annotator,
-        snakemake.wildcards.case,
-        snakemake.input.manifest,
-        snakemake.output[0],
+        folder=snakemake.input.folder,
+        annotator=snakemake.wildcards.annotator,
+        case=snakemake.wildcards.case,
+        manifest_path=snakemake.input.manifest,
+        out=snakemake.output[0],
         naming=p.naming,
         organs=p.organs,
         class_overrides=p.classes,

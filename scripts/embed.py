@@ -6,8 +6,15 @@ i, o = snakemake.input, snakemake.output
 
 def main():
     encoder_ir = (i.encoder_xml, i.encoder_bin) if "encoder_xml" in i.keys() else None
-    segmenter = masks.segmenter_from_record(i.segmenter, encoder_ir)
-    masks.embed_case(segmenter, i.manifest, i.slices, o.array, o.record, threads=snakemake.threads)
+    segmenter = masks.segmenter_from_record(path=i.segmenter, encoder_ir=encoder_ir)
+    masks.embed_case(
+        segmenter=segmenter,
+        manifest_path=i.manifest,
+        slices_dir=i.slices,
+        out_array=o.array,
+        out_record=o.record,
+        threads=snakemake.threads,
+    )
 
 
 jobs.run(snakemake, main)

@@ -5,10 +5,10 @@ p = snakemake.params
 jobs.run(
     snakemake,
     lambda: export.export_case(
-        snakemake.wildcards.case,
-        snakemake.input.image,
-        snakemake.output.slices,
-        snakemake.output.manifest,
+        case=snakemake.wildcards.case,
+        image_path=snakemake.input.image,
+        out_dir=snakemake.output.slices,
+        manifest_path=snakemake.output.manifest,
         level=p.level,
         width=p.width,
         every=p.every,

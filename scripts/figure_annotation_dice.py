@@ -7,6 +7,10 @@ i, o, p = snakemake.input, snakemake.output, snakemake.params
 jobs.run(
     snakemake,
     lambda: figures.annotation_figure(
-        pd.read_csv(i.slices, sep="\t"), pd.read_csv(i.volumes, sep="\t"), p.organs, [o.png, o.svg], p.dpi
+        slices=pd.read_csv(i.slices, sep="\t"),
+        volumes=pd.read_csv(i.volumes, sep="\t"),
+        organs=p.organs,
+        outs=[o.png, o.svg],
+        dpi=p.dpi,
     ),
 )

@@ -6,5 +6,7 @@ from samcrowd import figures, jobs
 o, p = snakemake.output, snakemake.params
 jobs.run(
     snakemake,
-    lambda: figures.reliability_figure(pd.read_csv(snakemake.input[0], sep="\t"), p.threshold, [o.png, o.svg], p.dpi),
+    lambda: figures.reliability_figure(
+        quality=pd.read_csv(snakemake.input[0], sep="\t"), threshold=p.threshold, outs=[o.png, o.svg], dpi=p.dpi
+    ),
 )

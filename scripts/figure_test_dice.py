@@ -7,6 +7,11 @@ i, o, p = snakemake.input, snakemake.output, snakemake.params
 jobs.run(
     snakemake,
     lambda: figures.test_dice_figure(
-        pd.read_csv(i.dice, sep="\t"), pd.read_csv(i.comparison, sep="\t"), p.organs, [o.png, o.svg], p.reference, p.dpi
+        dice=pd.read_csv(i.dice, sep="\t"),
+        comparison=pd.read_csv(i.comparison, sep="\t"),
+        organs=p.organs,
+        outs=[o.png, o.svg],
+        reference=p.reference,
+        dpi=p.dpi,
     ),
 )

@@ -6,19 +6,19 @@ def main():
     i, o, p = snakemake.input, snakemake.output, snakemake.params
     masks = {a: (v, c) for a, v, c in zip(p.annotators, i.volumes, i.coverage)}
     if "quality" in i.keys():
-        masks = {a: masks[a] for a in quality.kept_annotators(i.quality, p.annotators)}
+        masks = {a: masks[a] for a in quality.kept_annotators(quality_table=i.quality, annotators=p.annotators)}
     fusion.fuse_case(
-        snakemake.wildcards.case,
-        masks,
-        i.manifest,
-        i.image,
-        p.organs,
-        o.stacked,
-        o.crowd,
-        o.table,
-        p.method,
-        p.absent,
-        p.completion,
+        case=snakemake.wildcards.case,
+        masks=masks,
+        manifest_path=i.manifest,
+        image_path=i.image,
+        organs=p.organs,
+        out_stacked=o.stacked,
+        out_crowd=o.crowd,
+        out_table=o.table,
+        method=p.method,
+        absent=p.absent,
+        completion=p.completion,
     )
 
 

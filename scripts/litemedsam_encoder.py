@@ -2,4 +2,4 @@
 from samcrowd import jobs, masks
 
 i, o = snakemake.input, snakemake.output
-jobs.run(snakemake, lambda: masks.export_encoder(i.segmenter, o.xml, o.bin))
+jobs.run(snakemake, lambda: masks.export_encoder(segmenter_json=i.segmenter, out_xml=o.xml, out_bin=o.bin))

@@ -5,12 +5,12 @@ i, p = snakemake.input, snakemake.params
 jobs.run(
     snakemake,
     lambda: nnunet.write_dataset(
-        snakemake.output[0],
-        p.paths,
-        p.dataset_id,
-        p.source,
-        list(zip(p.cases, i.images, i.labels)),
-        p.organ_values,
-        p.other_labels,
+        out_dir=snakemake.output[0],
+        paths=p.paths,
+        dataset_id=p.dataset_id,
+        source=p.source,
+        cases=list(zip(p.cases, i.images, i.labels)),
+        organ_values=p.organ_values,
+        other_labels=p.other_labels,
     ),
 )

@@ -7,7 +7,10 @@ jobs.run(
     lambda: io.write_tsv(
         snakemake.output[0],
         nnunet.test_dice(
-            dict(zip(p.sources, i.predictions)), list(zip(p.cases, i.labels)), p.organ_values, p.other_labels
+            predictions=dict(zip(p.sources, i.predictions)),
+            references=list(zip(p.cases, i.labels)),
+            organ_values=p.organ_values,
+            other_labels=p.other_labels,
         ),
     ),
 )

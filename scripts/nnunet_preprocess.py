@@ -5,6 +5,12 @@ p = snakemake.params
 jobs.run(
     snakemake,
     lambda: nnunet.preprocess(
-        snakemake.input[0], p.paths, p.dataset_id, p.configuration, p.folds, p.seed, snakemake.threads
+        raw_dataset=snakemake.input[0],
+        paths=p.paths,
+        dataset_id=p.dataset_id,
+        configuration=p.configuration,
+        n_folds=p.folds,
+        seed=p.seed,
+        processes=snakemake.threads,
     ),  # writes snakemake.output[0], the dataset's splits_final.json
 )

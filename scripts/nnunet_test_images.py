@@ -3,5 +3,7 @@ from samcrowd import jobs, nnunet
 
 jobs.run(
     snakemake,
-    lambda: nnunet.test_images(list(zip(snakemake.params.cases, snakemake.input.images)), snakemake.output[0]),
+    lambda: nnunet.test_images(
+        cases=list(zip(snakemake.params.cases, snakemake.input.images)), out_dir=snakemake.output[0]
+    ),
 )

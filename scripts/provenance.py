@@ -4,5 +4,7 @@ from samcrowd import jobs, provenance
 o = snakemake.output
 jobs.run(
     snakemake,
-    lambda: provenance.write_provenance(snakemake.input.segmenter, snakemake.params.settings, o.table, o.html),
+    lambda: provenance.write_provenance(
+        segmenter_json=snakemake.input.segmenter, config=snakemake.params.settings, out=o.table, out_html=o.html
+    ),
 )

@@ -5,11 +5,11 @@ p = snakemake.params
 jobs.run(
     snakemake,
     lambda: crowd.simulate_annotator(
-        snakemake.wildcards.annotator,
-        crowd.Profile.from_config(p.profile),
-        list(zip(snakemake.input.labels, snakemake.input.manifests)),
-        p.organ_values,
-        snakemake.output[0],
+        name=snakemake.wildcards.annotator,
+        profile=crowd.Profile.from_config(p.profile),
+        cases=list(zip(snakemake.input.labels, snakemake.input.manifests)),
+        organ_values=p.organ_values,
+        out_dir=snakemake.output[0],
         seed=p.seed,
         formats=tuple(p.formats),
     ),

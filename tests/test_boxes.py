@@ -86,7 +86,12 @@ def simulated(tmp_path_factory):
         image, label, affine = make_case(settings, i, code)
         io.save_volume(tmp / f"{case}.nii.gz", image, affine)
         io.save_volume(tmp / f"{case}_seg.nii.gz", label, affine)
-        manifest = export.export_case(case, tmp / f"{case}.nii.gz", tmp / case, tmp / f"{case}.manifest.json")
+        manifest = export.export_case(
+            case=case,
+            image_path=tmp / f"{case}.nii.gz",
+            out_dir=tmp / case,
+            manifest_path=tmp / f"{case}.manifest.json",
+        )
         frames[case] = boxes.frame_from_manifest(manifest, PRESETS["project"])
         inputs.append((tmp / f"{case}_seg.nii.gz", tmp / f"{case}.manifest.json"))
     profile = crowd.Profile(jitter_px=2.0, scale_bias=1.1, miss_rate=0.1, slice_fraction=0.6, wrong_class_rate=0.1)
@@ -97,7 +102,9 @@ def simulated(tmp_path_factory):
 def test_simulated_files_parse_back_to_the_boxes_drawn(simulated, formats):
     tmp, inputs, frames, organs, profile = simulated
     out = tmp / f"ann-{'-'.join(formats)}"
-    drawn = crowd.simulate_annotator("ann", profile, inputs, organs, out, seed=3, formats=formats)
+    drawn = crowd.simulate_annotator(
+        name="ann", profile=profile, cases=inputs, organ_values=organs, out_dir=out, seed=3, formats=formats
+    )
     table = boxes.annotator_table(out, "ann", PRESETS["project"], ORGANS, frames.get)
     got = {(r.case, r.slice, r.organ, r.x0, r.y0, r.x1, r.y1) for r in table[table.organ != ""].itertuples()}
     want = {
@@ -114,11 +121,11 @@ def test_voxel_boxes_agree_with_the_pixel_boxes_through_the_manifest(simulated):
     tmp, inputs, frames, organs, profile = simulated
     out = tmp / "ann-geo"
     crowd.simulate_annotator(
-        "ann",
-        dataclasses.replace(profile, jitter_px=0, scale_bias=1, miss_rate=0, wrong_class_rate=0),
-        inputs,
-        organs,
-        out,
+        name="ann",
+        profile=dataclasses.replace(profile, jitter_px=0, scale_bias=1, miss_rate=0, wrong_class_rate=0),
+        cases=inputs,
+        organ_values=organs,
+        out_dir=out,
     )
     table = boxes.annotator_table(out, "ann", PRESETS["project"], ORGANS, frames.get)
     for case, (label_path, _) in zip(["sim0", "sim1"], inputs):

@@ -21,7 +21,9 @@ def case(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crowd")
     image, label, affine = make_case(PhantomSettings.from_config(shape=(96, 88, 20)), 0, "RAS")
     io.save_volume(tmp / "c.nii.gz", image, affine)
-    manifest = export.export_case("c", tmp / "c.nii.gz", tmp / "png", tmp / "m.json")
+    manifest = export.export_case(
+        case="c", image_path=tmp / "c.nii.gz", out_dir=tmp / "png", manifest_path=tmp / "m.json"
+    )
     return label, manifest, export.SliceGeometry.from_dict(manifest["geometry"])
 
 
@@ -111,11 +113,11 @@ def test_the_simulated_folder_is_what_openlabeling_writes(case, tmp_path):
     io.save_volume(tmp_path / "seg.nii.gz", label, np.eye(4))
     io.write_json(tmp_path / "m.json", manifest)
     drawn = crowd.simulate_annotator(
-        "ann",
-        dataclasses.replace(PERFECT, slice_fraction=0.5),
-        [(tmp_path / "seg.nii.gz", tmp_path / "m.json")],
-        ORGAN_VALUES,
-        tmp_path / "ann",
+        name="ann",
+        profile=dataclasses.replace(PERFECT, slice_fraction=0.5),
+        cases=[(tmp_path / "seg.nii.gz", tmp_path / "m.json")],
+        organ_values=ORGAN_VALUES,
+        out_dir=tmp_path / "ann",
     )
     assert (tmp_path / "ann/class_list.txt").read_text().split() == ORGANS
     assert sorted(p.stem for p in (tmp_path / "ann/YOLO_darknet").iterdir()) == sorted(drawn)

@@ -38,7 +38,9 @@ def phantom_cases(tmp_path_factory):
 @pytest.mark.parametrize("code", ["LAS", "RAS", "LPS", "SAR"])
 def test_export_writes_every_slice_in_radiological_display(tmp_path, phantom_cases, code):
     path, label = phantom_cases[code]
-    manifest = export.export_case("c7", path, tmp_path / "c7", tmp_path / "c7.manifest.json")
+    manifest = export.export_case(
+        case="c7", image_path=path, out_dir=tmp_path / "c7", manifest_path=tmp_path / "c7.manifest.json"
+    )
     m, g = export.load_manifest(tmp_path / "c7.manifest.json")
     assert m == manifest and m["orientation"] == code
     assert [r["slice"] for r in m["slices"]] == list(range(16))
@@ -62,9 +64,17 @@ def test_every_nth_and_body_only(tmp_path):
     image = np.full((20, 20, 12), -1000, dtype=np.int16)
     image[5:15, 5:15, 3:9] = 40  # the body occupies slices 3..8
     io.save_volume(tmp_path / "i.nii.gz", image, np.diag([-1.0, 1.0, 3.0, 1.0]))
-    m = export.export_case("c", tmp_path / "i.nii.gz", tmp_path / "a", tmp_path / "a.json", every=2)
+    m = export.export_case(
+        case="c", image_path=tmp_path / "i.nii.gz", out_dir=tmp_path / "a", manifest_path=tmp_path / "a.json", every=2
+    )
     assert [r["slice"] for r in m["slices"]] == [0, 2, 4, 6, 8, 10]
-    m = export.export_case("c", tmp_path / "i.nii.gz", tmp_path / "b", tmp_path / "b.json", body_only=True)
+    m = export.export_case(
+        case="c",
+        image_path=tmp_path / "i.nii.gz",
+        out_dir=tmp_path / "b",
+        manifest_path=tmp_path / "b.json",
+        body_only=True,
+    )
     assert [r["slice"] for r in m["slices"]] == [3, 4, 5, 6, 7, 8]
 
 
@@ -81,7 +91,9 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, phantom_cases, monkeypa
 
     monkeypatch.setattr(Image.Image, "save", flaky_save)
     with pytest.raises(OSError):
-        export.export_case("c", path, tmp_path / "c", tmp_path / "c.manifest.json")
+        export.export_case(
+            case="c", image_path=path, out_dir=tmp_path / "c", manifest_path=tmp_path / "c.manifest.json"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -89,5 +101,7 @@ def test_missing_image_is_a_clear_error(tmp_path):
     from samcrowd.errors import SamcrowdError
 
     with pytest.raises(SamcrowdError, match=r"nothere\.nii\.gz: file not found"):
-        export.export_case("c", tmp_path / "nothere.nii.gz", tmp_path / "c", tmp_path / "c.json")
+        export.export_case(
+            case="c", image_path=tmp_path / "nothere.nii.gz", out_dir=tmp_path / "c", manifest_path=tmp_path / "c.json"
+        )
     assert list(tmp_path.iterdir()) == []

@@ -27,7 +27,9 @@ def test_figures_are_reproducible_byte_for_byte(tmp_path):
     dice = dice_table()
     comparison = stats.compare(dice, ORGANS)
     for run in ("a", "b"):
-        figures.test_dice_figure(dice, comparison, ORGANS, [tmp_path / f"{run}.png", tmp_path / f"{run}.svg"])
+        figures.test_dice_figure(
+            dice=dice, comparison=comparison, organs=ORGANS, outs=[tmp_path / f"{run}.png", tmp_path / f"{run}.svg"]
+        )
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
     assert b"<svg" in (tmp_path / "a.svg").read_bytes()[:500]
@@ -45,7 +47,7 @@ def test_reliability_and_annotation_figures(tmp_path):
             "flagged": [False, True],
         }
     )
-    figures.reliability_figure(quality, 0.6, [tmp_path / "q.png"])
+    figures.reliability_figure(quality=quality, threshold=0.6, outs=[tmp_path / "q.png"])
     volumes = pd.DataFrame(
         [
             {"case": "c", "organ": o, "source": s, "dice": 0.7, "n_ref": 1, "n_pred": 1}
@@ -59,7 +61,7 @@ def test_reliability_and_annotation_figures(tmp_path):
             for o in ORGANS
         ]
     )
-    figures.annotation_figure(slices, volumes, ORGANS, [tmp_path / "a.png"])
+    figures.annotation_figure(slices=slices, volumes=volumes, organs=ORGANS, outs=[tmp_path / "a.png"])
     assert (tmp_path / "q.png").stat().st_size > 5000 and (tmp_path / "a.png").stat().st_size > 5000
 
 

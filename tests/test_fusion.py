@@ -125,7 +125,9 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
     from samcrowd import export
 
     io.save_volume(tmp_path / "img.nii.gz", np.zeros(SHAPE, np.int16), AFFINE)
-    export.export_case("c", tmp_path / "img.nii.gz", tmp_path / "png", tmp_path / "m.json")
+    export.export_case(
+        case="c", image_path=tmp_path / "img.nii.gz", out_dir=tmp_path / "png", manifest_path=tmp_path / "m.json"
+    )
     masks = {}
     for name, spec in {"a": {2: [(1, 4, 12, 4, 12)], 6: [(1, 4, 12, 4, 12)]}, "b": {2: [(1, 4, 12, 4, 12)]}}.items():
         ann = annotation(name, spec)
@@ -133,14 +135,14 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
         io.write_tsv(tmp_path / f"{name}.tsv", ann.coverage)
         masks[name] = (tmp_path / f"{name}.nii.gz", tmp_path / f"{name}.tsv")
     stacked, crowd, table = fusion.fuse_case(
-        "c",
-        masks,
-        tmp_path / "m.json",
-        tmp_path / "img.nii.gz",
-        ORGANS,
-        tmp_path / "s.nii.gz",
-        tmp_path / "crowd.nii.gz",
-        tmp_path / "t.tsv",
+        case="c",
+        masks=masks,
+        manifest_path=tmp_path / "m.json",
+        image_path=tmp_path / "img.nii.gz",
+        organs=ORGANS,
+        out_stacked=tmp_path / "s.nii.gz",
+        out_crowd=tmp_path / "crowd.nii.gz",
+        out_table=tmp_path / "t.tsv",
     )
     back, affine = io.load_volume(tmp_path / "crowd.nii.gz")
     assert np.array_equal(affine, io.read_header(tmp_path / "img.nii.gz")[1]) and np.array_equal(back, crowd)
@@ -149,12 +151,12 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
     assert liver.loc[4, "voters"] == 0 and liver.loc[4, "completed_voxels"] == 64  # filled by completion
     with pytest.raises(Exception, match="no annotator left to fuse"):
         fusion.fuse_case(
-            "c",
-            {},
-            tmp_path / "m.json",
-            tmp_path / "img.nii.gz",
-            ORGANS,
-            tmp_path / "x.nii.gz",
-            tmp_path / "y.nii.gz",
-            tmp_path / "z.tsv",
+            case="c",
+            masks={},
+            manifest_path=tmp_path / "m.json",
+            image_path=tmp_path / "img.nii.gz",
+            organs=ORGANS,
+            out_stacked=tmp_path / "x.nii.gz",
+            out_crowd=tmp_path / "y.nii.gz",
+            out_table=tmp_path / "z.tsv",
         )

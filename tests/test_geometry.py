@@ -100,7 +100,9 @@ def test_exported_png_file_round_trip_for_every_orientation(tmp_path, code):
     image, affine = reorient(canon, ras_affine(shape, (0.8, 0.8, 3.0)), code)
     stored_obj, _ = reorient(obj, ras_affine(shape, (0.8, 0.8, 3.0)), code)
     io.save_volume(tmp_path / "img.nii.gz", image, affine)
-    manifest = export.export_case("c1", tmp_path / "img.nii.gz", tmp_path / "png", tmp_path / "m.json")
+    manifest = export.export_case(
+        case="c1", image_path=tmp_path / "img.nii.gz", out_dir=tmp_path / "png", manifest_path=tmp_path / "m.json"
+    )
     _, g = export.load_manifest(tmp_path / "m.json")
     hits = 0
     for record in manifest["slices"]:

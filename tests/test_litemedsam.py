@@ -180,7 +180,13 @@ def test_a_sam_vit_checkpoint_is_refused_before_any_slice_is_read(tiny_checkpoin
     info = segmenters.check_checkpoint(tiny_checkpoint, "", "litemedsam")
     seg = segmenters.make_segmenter(settings(), info)
     with pytest.raises(SamcrowdError, match=r"tiny_sam\.pth: checkpoint does not fit LiteMedSAM \(\d+ missing"):
-        masks.embed_case(seg, tmp_path / "never-read.json", tmp_path, tmp_path / "e.npy", tmp_path / "e.json")
+        masks.embed_case(
+            segmenter=seg,
+            manifest_path=tmp_path / "never-read.json",
+            slices_dir=tmp_path,
+            out_array=tmp_path / "e.npy",
+            out_record=tmp_path / "e.json",
+        )
     assert not (tmp_path / "e.npy").exists()
 
 

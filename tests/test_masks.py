@@ -23,13 +23,21 @@ def prepare_case(tmp, code, organs=ORGANS, profiles=(PERFECT,), shape=(64, 56, 1
     image, label, affine = make_case(PhantomSettings.from_config(shape=shape), 0, code)
     io.save_volume(tmp / "img.nii.gz", image, affine)
     io.save_volume(tmp / "seg.nii.gz", label, affine)
-    manifest = export.export_case("c", tmp / "img.nii.gz", tmp / "png", tmp / "c.manifest.json")
+    manifest = export.export_case(
+        case="c", image_path=tmp / "img.nii.gz", out_dir=tmp / "png", manifest_path=tmp / "c.manifest.json"
+    )
     values = {o: LABELS[o] for o in organs}
     frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
     tables = []
     for i, profile in enumerate(profiles):
         folder = tmp / f"ann{i}"
-        crowd.simulate_annotator(f"ann{i}", profile, [(tmp / "seg.nii.gz", tmp / "c.manifest.json")], values, folder)
+        crowd.simulate_annotator(
+            name=f"ann{i}",
+            profile=profile,
+            cases=[(tmp / "seg.nii.gz", tmp / "c.manifest.json")],
+            organ_values=values,
+            out_dir=folder,
+        )
         table = boxes.annotator_table(folder, f"ann{i}", PRESETS["project"], list(organs), {"c": frame}.get)
         io.write_tsv(tmp / f"ann{i}.tsv", table)
         tables.append(tmp / f"ann{i}.tsv")
@@ -38,16 +46,16 @@ def prepare_case(tmp, code, organs=ORGANS, profiles=(PERFECT,), shape=(64, 56, 1
 
 def run_masks(tmp, segmenter, table, organs=ORGANS, embeddings=None, name="ann0"):
     return masks.mask_case(
-        segmenter,
-        name,
-        table,
-        tmp / "c.manifest.json",
-        tmp / "png",
-        tmp / "img.nii.gz",
-        list(organs),
-        tmp / f"{name}.nii.gz",
-        tmp / f"{name}.coverage.tsv",
-        embeddings,
+        segmenter=segmenter,
+        annotator=name,
+        table_path=table,
+        manifest_path=tmp / "c.manifest.json",
+        slices_dir=tmp / "png",
+        image_path=tmp / "img.nii.gz",
+        organs=list(organs),
+        out_volume=tmp / f"{name}.nii.gz",
+        out_coverage=tmp / f"{name}.coverage.tsv",
+        embeddings=embeddings,
     )
 
 
@@ -116,7 +124,11 @@ def test_one_encoder_pass_per_exported_slice_whatever_the_boxes_and_annotators(t
     seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint, kind), info)
     calls = count_encoder_passes(seg)
     record = masks.embed_case(
-        seg, tmp_path / "c.manifest.json", tmp_path / "png", tmp_path / "e.npy", tmp_path / "e.json"
+        segmenter=seg,
+        manifest_path=tmp_path / "c.manifest.json",
+        slices_dir=tmp_path / "png",
+        out_array=tmp_path / "e.npy",
+        out_record=tmp_path / "e.json",
     )
     assert calls["n"] == record["encoder_passes"] == 10  # exported slices
     cached = masks.Embeddings(tmp_path / "e.npy", tmp_path / "e.json", seg)
@@ -135,7 +147,13 @@ def test_embeddings_of_another_checkpoint_are_refused(tmp_path, tiny_checkpoint)
     prepare_case(tmp_path, "LAS")
     info = segmenters.check_checkpoint(tiny_checkpoint, "test_tiny")
     seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint), info)
-    masks.embed_case(seg, tmp_path / "c.manifest.json", tmp_path / "png", tmp_path / "e.npy", tmp_path / "e.json")
+    masks.embed_case(
+        segmenter=seg,
+        manifest_path=tmp_path / "c.manifest.json",
+        slices_dir=tmp_path / "png",
+        out_array=tmp_path / "e.npy",
+        out_record=tmp_path / "e.json",
+    )
     other = segmenters.make_segmenter(sam_settings(tiny_checkpoint), {**info, "sha256": "0" * 64})
     with pytest.raises(SamcrowdError, match=r"e\.json: stale embeddings: made with key"):
         masks.Embeddings(tmp_path / "e.npy", tmp_path / "e.json", other)

@@ -60,7 +60,9 @@ def test_nnunet_sees_every_case_in_one_orientation_and_predictions_return_to_the
 
     paths = paths_in(tmp_path)
     out = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
-    nnunet.write_dataset(out, paths, 501, "gt", tiny_cases[:4], ORGAN_VALUES)  # stored LAS, RAS, LAS, LPS
+    nnunet.write_dataset(
+        out_dir=out, paths=paths, dataset_id=501, source="gt", cases=tiny_cases[:4], organ_values=ORGAN_VALUES
+    )  # stored LAS, RAS, LAS, LPS
     for case, image, label in tiny_cases[:4]:
         written = nib.load(out / "imagesTr" / f"{case}_0000.nii.gz")
         written_label = nib.load(out / "labelsTr" / f"{case}.nii.gz")
@@ -81,7 +83,9 @@ def test_nnunet_sees_every_case_in_one_orientation_and_predictions_return_to_the
 def test_dataset_holds_the_training_cases_in_nnunets_format(tmp_path, tiny_cases):
     paths = paths_in(tmp_path)
     out = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
-    dataset = nnunet.write_dataset(out, paths, 501, "gt", tiny_cases[:4], ORGAN_VALUES)
+    dataset = nnunet.write_dataset(
+        out_dir=out, paths=paths, dataset_id=501, source="gt", cases=tiny_cases[:4], organ_values=ORGAN_VALUES
+    )
     assert dataset["labels"] == {
         "background": 0,
         "spleen": 1,
@@ -107,37 +111,42 @@ def test_bad_labels_and_taken_dataset_ids_are_refused(tmp_path, tiny_cases):
     io.save_volume(tmp_path / "odd.nii.gz", data, affine)
     with pytest.raises(SamcrowdError, match=r"odd\.nii\.gz: label value 9 is not in the organ list"):
         nnunet.write_dataset(
-            tmp_path / "nnunet/raw/Dataset501_samcrowd_gt",
-            paths,
-            501,
-            "gt",
-            [(case, image, str(tmp_path / "odd.nii.gz"))],
-            ORGAN_VALUES,
+            out_dir=tmp_path / "nnunet/raw/Dataset501_samcrowd_gt",
+            paths=paths,
+            dataset_id=501,
+            source="gt",
+            cases=[(case, image, str(tmp_path / "odd.nii.gz"))],
+            organ_values=ORGAN_VALUES,
         )
     nnunet.write_dataset(
-        tmp_path / "nnunet/raw/Dataset501_samcrowd_gt",
-        paths,
-        501,
-        "gt",
-        [(case, image, str(tmp_path / "odd.nii.gz"))],
-        ORGAN_VALUES,
+        out_dir=tmp_path / "nnunet/raw/Dataset501_samcrowd_gt",
+        paths=paths,
+        dataset_id=501,
+        source="gt",
+        cases=[(case, image, str(tmp_path / "odd.nii.gz"))],
+        organ_values=ORGAN_VALUES,
         other_labels="background",
     )
     data[0, 0, 0] = 6  # crowd labels are 1..5
     io.save_volume(tmp_path / "crowd.nii.gz", data, affine)
     with pytest.raises(SamcrowdError, match=r"crowd\.nii\.gz: label value 6 is outside the 5 organs"):
         nnunet.write_dataset(
-            tmp_path / "nnunet/raw/Dataset502_samcrowd_crowd",
-            paths,
-            502,
-            "crowd",
-            [(case, image, str(tmp_path / "crowd.nii.gz"))],
-            ORGAN_VALUES,
+            out_dir=tmp_path / "nnunet/raw/Dataset502_samcrowd_crowd",
+            paths=paths,
+            dataset_id=502,
+            source="crowd",
+            cases=[(case, image, str(tmp_path / "crowd.nii.gz"))],
+            organ_values=ORGAN_VALUES,
         )
     (tmp_path / "nnunet/results/Dataset503_SomebodyElse").mkdir(parents=True)
     with pytest.raises(SamcrowdError, match=r"Dataset503_SomebodyElse: nnU-Net dataset id 503 is already used"):
         nnunet.write_dataset(
-            tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked", paths, 503, "stacked", tiny_cases[:1], ORGAN_VALUES
+            out_dir=tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked",
+            paths=paths,
+            dataset_id=503,
+            source="stacked",
+            cases=tiny_cases[:1],
+            organ_values=ORGAN_VALUES,
         )
     assert not (tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked").exists()
 
@@ -179,7 +188,15 @@ def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, mon
     monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append(args))
     monkeypatch.setattr(nnunet, "program", lambda name: name)
     with caplog.at_level(logging.WARNING), pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
-        nnunet.train(paths, 501, "gt", "2d", 0, "nnUNetTrainer_x", "cpu")
+        nnunet.train(
+            paths=paths,
+            dataset_id=501,
+            source="gt",
+            configuration="2d",
+            fold=0,
+            trainer="nnUNetTrainer_x",
+            device="cpu",
+        )
     assert "is damaged (the job was killed while writing it?): removing it" in caplog.text
     assert not (folder / "checkpoint_latest.pth").exists() and "--c" not in calls[0]
 
@@ -204,7 +221,16 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
 
     def train(seed):
         with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
-            nnunet.train(paths, 501, "gt", "2d", 0, "nnUNetTrainer_x", "cpu", seed=seed)
+            nnunet.train(
+                paths=paths,
+                dataset_id=501,
+                source="gt",
+                configuration="2d",
+                fold=0,
+                trainer="nnUNetTrainer_x",
+                device="cpu",
+                seed=seed,
+            )
         leave_checkpoints()  # as if killed after some epochs
         return calls[-1]
 
@@ -230,13 +256,13 @@ def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_
     for deterministic in (False, True):
         with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
             nnunet.train(
-                paths_in(tmp_path),
-                501,
-                "gt",
-                "2d",
-                0,
-                "nnUNetTrainer_x",
-                "cpu",
+                paths=paths_in(tmp_path),
+                dataset_id=501,
+                source="gt",
+                configuration="2d",
+                fold=0,
+                trainer="nnUNetTrainer_x",
+                device="cpu",
                 processes=4,
                 deterministic=deterministic,
             )
@@ -251,16 +277,25 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     (tmp_path / "trainers/resume_test_trainer.py").write_text(RESUMABLE)
     monkeypatch.setenv("nnUNet_extTrainer", str(tmp_path / "trainers"))
     raw = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
-    nnunet.write_dataset(raw, paths, 501, "gt", tiny_cases[:4], ORGAN_VALUES)
-    splits = nnunet.preprocess(raw, paths, 501, "3d_fullres", 2, 0)
+    nnunet.write_dataset(
+        out_dir=raw, paths=paths, dataset_id=501, source="gt", cases=tiny_cases[:4], organ_values=ORGAN_VALUES
+    )
+    splits = nnunet.preprocess(
+        raw_dataset=raw, paths=paths, dataset_id=501, configuration="3d_fullres", n_folds=2, seed=0
+    )
     stored = json.loads((tmp_path / "nnunet/preprocessed/Dataset501_samcrowd_gt/splits_final.json").read_text())
     assert stored == splits and len(splits) == 2
 
     # fold 0 straight through; fold 1 killed after its first checkpoint, then rerun: it continues
     trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 6 short epochs, a checkpoint every epoch
-    nnunet.train(paths, 501, "gt", "3d_fullres", 0, trainer, "cpu")
+    nnunet.train(
+        paths=paths, dataset_id=501, source="gt", configuration="3d_fullres", fold=0, trainer=trainer, device="cpu"
+    )
     folder = nnunet.fold_folder(paths, 501, "gt", trainer, "3d_fullres", 1)
-    code = f"from samcrowd import nnunet; nnunet.train({paths!r}, 501, 'gt', '3d_fullres', 1, {trainer!r}, 'cpu')"
+    code = (
+        f"from samcrowd import nnunet; nnunet.train(paths={paths!r}, dataset_id=501, source='gt', "
+        f"configuration='3d_fullres', fold=1, trainer={trainer!r}, device='cpu')"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -271,7 +306,9 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     proc.wait()
     assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
     with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
-        nnunet.train(paths, 501, "gt", "3d_fullres", 1, trainer, "cpu")
+        nnunet.train(
+            paths=paths, dataset_id=501, source="gt", configuration="3d_fullres", fold=1, trainer=trainer, device="cpu"
+        )
     assert "continuing the interrupted training" in caplog.text
     epochs = [int(m) for m in re.findall(r"nnU-Net: [\d\-: .]*Epoch (\d+)$", caplog.text, re.M)]
     assert epochs and epochs[0] > 0 and epochs[-1] == 5  # picked up where it stopped, ran to the end
@@ -279,24 +316,26 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
 
     # the ensemble of both folds predicts the test cases; their Dice
     images = tmp_path / "imagesTs"
-    nnunet.test_images([(c, i) for c, i, _ in tiny_cases[4:]], images)
+    nnunet.test_images(cases=[(c, i) for c, i, _ in tiny_cases[4:]], out_dir=images)
     assert sorted(p.name for p in images.iterdir()) == ["c4_0000.nii.gz", "c5_0000.nii.gz"]
     predicted = nnunet.predict(
-        images,
-        [(c, i) for c, i, _ in tiny_cases[4:]],
-        tmp_path / "predictions",
-        paths,
-        501,
-        "3d_fullres",
-        trainer,
-        2,
-        "cpu",
+        images=images,
+        cases=[(c, i) for c, i, _ in tiny_cases[4:]],
+        out_dir=tmp_path / "predictions",
+        paths=paths,
+        dataset_id=501,
+        configuration="3d_fullres",
+        trainer=trainer,
+        n_folds=2,
+        device="cpu",
     )
     assert [p.name for p in predicted] == ["c4.nii.gz", "c5.nii.gz"]
     prediction, affine = io.load_volume(predicted[0])
     assert prediction.shape == (48, 48, 16) and np.array_equal(affine, io.read_header(tiny_cases[4][1])[1])
     table = nnunet.test_dice(
-        {"gt": tmp_path / "predictions"}, [(c, label) for c, _, label in tiny_cases[4:]], ORGAN_VALUES
+        predictions={"gt": tmp_path / "predictions"},
+        references=[(c, label) for c, _, label in tiny_cases[4:]],
+        organ_values=ORGAN_VALUES,
     )
     assert len(table) == 10 and set(table.organ) == set(ORGANS)
     assert table.dice.dropna().between(0, 1).all()

@@ -69,7 +69,7 @@ def test_default_has_eight_train_six_test_and_a_few_other_orientations():
 def test_write_study_produces_a_valid_case_sheet(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = PhantomSettings.from_config(shape=(32, 32, 10), n_train=2, n_test=1, orientations=("LAS", "RAS"))
-    write_study(settings, "results/data/cases.tsv")
+    write_study(settings=settings, sheet_path="results/data/cases.tsv")
     sheet = cases.read_sheet("results/data/cases.tsv")
     assert list(sheet.split) == ["train", "train", "test"]
     for row in sheet.itertuples():

@@ -26,31 +26,33 @@ def default_crowd(tmp_path_factory):
         image, label, affine = make_case(settings, i, code)
         io.save_volume(tmp / f"{case}.nii.gz", image, affine)
         io.save_volume(tmp / f"{case}_seg.nii.gz", label, affine)
-        manifest = export.export_case(case, tmp / f"{case}.nii.gz", tmp / case, tmp / f"{case}.json")
+        manifest = export.export_case(
+            case=case, image_path=tmp / f"{case}.nii.gz", out_dir=tmp / case, manifest_path=tmp / f"{case}.json"
+        )
         frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
         cases[case] = (frame.output, [])
         for name, profile in config["crowd"]["annotators"].items():
             folder = tmp / f"{case}-{name}"
             crowd.simulate_annotator(
-                name,
-                crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
-                [(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
-                {o: LABELS[o] for o in ORGANS},
-                folder,
+                name=name,
+                profile=crowd.Profile.from_config(config["crowd"]["profiles"][profile]),
+                cases=[(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
+                organ_values={o: LABELS[o] for o in ORGANS},
+                out_dir=folder,
             )
             table = boxes.annotator_table(folder, name, PRESETS["project"], ORGANS, {case: frame}.get)
             io.write_tsv(tmp / f"{case}-{name}.tsv", table)
             tables.append(table)
             masks.mask_case(
-                seg,
-                name,
-                tmp / f"{case}-{name}.tsv",
-                tmp / f"{case}.json",
-                tmp / case,
-                tmp / f"{case}.nii.gz",
-                ORGANS,
-                tmp / f"{case}-{name}.nii.gz",
-                tmp / f"{case}-{name}.cov.tsv",
+                segmenter=seg,
+                annotator=name,
+                table_path=tmp / f"{case}-{name}.tsv",
+                manifest_path=tmp / f"{case}.json",
+                slices_dir=tmp / case,
+                image_path=tmp / f"{case}.nii.gz",
+                organs=ORGANS,
+                out_volume=tmp / f"{case}-{name}.nii.gz",
+                out_coverage=tmp / f"{case}-{name}.cov.tsv",
             )
             cases[case][1].append(Annotation.load(name, tmp / f"{case}-{name}.nii.gz", tmp / f"{case}-{name}.cov.tsv"))
     return pd.concat(tables, ignore_index=True), cases
@@ -82,7 +84,10 @@ def test_box_iou_with_the_consensus_of_the_others():
 
 def test_dropping_flagged_annotators_keeps_the_others_in_order(tmp_path):
     (tmp_path / "q.tsv").write_text("annotator\treliability\tflagged\nann01\t0.8\tFalse\nann02\t0.4\tTrue\n")
-    assert quality.kept_annotators(str(tmp_path / "q.tsv"), ["ann02", "ann01", "ann03"]) == ["ann01", "ann03"]
+    assert quality.kept_annotators(quality_table=str(tmp_path / "q.tsv"), annotators=["ann02", "ann01", "ann03"]) == [
+        "ann01",
+        "ann03",
+    ]
     (tmp_path / "all.tsv").write_text("annotator\treliability\tflagged\nann01\t0.1\tTrue\n")
     with pytest.raises(Exception, match="every annotator is flagged"):
-        quality.kept_annotators(str(tmp_path / "all.tsv"), ["ann01"])
+        quality.kept_annotators(quality_table=str(tmp_path / "all.tsv"), annotators=["ann01"])
