@@ -17,11 +17,8 @@ from _common import ORGANS, phantom_with_crowd
 
 from samcrowd import boxes, export, io, segmenters
 from samcrowd.geometry import mask_bbox
+from samcrowd.metrics import dice
 from samcrowd.phantom import LABELS
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
 
 
 def main() -> None:
