@@ -58,7 +58,9 @@ try:
     ANNOTATORS = _annotators()
     clash = [a for a in ANNOTATORS if a in LABEL_SOURCES]
     if clash:
-        raise SamcrowdError(f"annotator name '{clash[0]}' is reserved for a label source (gt, crowd, stacked); rename it")
+        raise SamcrowdError(
+            f"annotator name '{clash[0]}' is reserved for a label source (gt, crowd, stacked); rename it"
+        )
 except SamcrowdError as e:
     raise WorkflowError(str(e)) from None
 
