@@ -32,12 +32,6 @@ log = logging.getLogger(__name__)
 COVERAGE_COLUMNS = ["case", "annotator", "slice", "organ", "status", "boxes", "voxels"]
 
 
-def coverage_path(volume_path: str | Path) -> Path:
-    """The coverage table the masks job writes beside a mask volume (<annotator>.coverage.tsv)."""
-    volume_path = Path(volume_path)
-    return volume_path.with_name(volume_path.name.removesuffix(".nii.gz") + ".coverage.tsv")
-
-
 def key_digest(key: dict[str, Any]) -> str:
     """A stable SHA-256 of an embedding key."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
