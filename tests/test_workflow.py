@@ -144,7 +144,7 @@ def test_a_label_on_another_grid_fails_its_case_with_one_line_and_writes_nothing
 
 def published_project(tmp_path, extra_files=()):
     """Cases img0001 and img0002 (train) and img0003 (test) on the study's own SAM volumes standing in
-    for the CT, and the published prompts of those cases in annotations/crowd/ (flat, med2image)."""
+    for the CT, and the published prompts of those cases in annotations/campaign/ (flat, med2image)."""
     (tmp_path / "data").mkdir()
     rows = []
     for case, split in (("img0001", "train"), ("img0002", "train"), ("img0003", "test")):
@@ -152,7 +152,7 @@ def published_project(tmp_path, extra_files=()):
         (tmp_path / "data" / f"{case}.nii.gz").write_bytes(src.read_bytes())
         rows.append(f"{case}\tdata/{case}.nii.gz\t\t{split}")
     (tmp_path / "cases.tsv").write_text("case\timage\tlabel\tsplit\n" + "\n".join(rows) + "\n")
-    crowd = tmp_path / "annotations" / "crowd"
+    crowd = tmp_path / "annotations" / "campaign"
     crowd.mkdir(parents=True)
     for path in sorted((BTCV_CROWD / "prompts").glob("img000[123]-*.txt")):
         (crowd / path.name).write_bytes(path.read_bytes())
@@ -170,8 +170,8 @@ def test_the_published_campaign_runs_through_the_workflow(tmp_path):
     cfg = published_project(tmp_path)
     run = snakemake(
         tmp_path,
-        "results/boxes/img0001/crowd.tsv",
-        "results/boxes/img0002/crowd.tsv",
+        "results/boxes/img0001/campaign.tsv",
+        "results/boxes/img0002/campaign.tsv",
         "--cores",
         "2",
         "--configfile",
@@ -179,27 +179,27 @@ def test_the_published_campaign_runs_through_the_workflow(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     frames = boxes.campaign_frames(BTCV_CROWD / "prompts", PRESETS["med2image"])
-    reference = boxes.annotator_table(BTCV_CROWD / "prompts", "crowd", PRESETS["med2image"], ORGANS, frames.get)
+    reference = boxes.annotator_table(BTCV_CROWD / "prompts", "campaign", PRESETS["med2image"], ORGANS, frames.get)
     for case in ("img0001", "img0002"):
-        table = boxes.read_table(tmp_path / f"results/boxes/{case}/crowd.tsv")
+        table = boxes.read_table(tmp_path / f"results/boxes/{case}/campaign.tsv")
         expected = reference[reference.case == case].reset_index(drop=True)
         columns = ["organ", "slice", "x0", "y0", "x1", "y1", "i0", "i1", "j0", "j1", "k0", "k1", "file", "line"]
         assert table[columns].equals(expected[columns])  # LAS volumes: our export shows med2image's PNG
-    log = (tmp_path / "results/logs/boxes/img0001/crowd.log").read_text()
+    log = (tmp_path / "results/logs/boxes/img0001/campaign.log").read_text()
     expected = reference[reference.case == "img0001"]
-    assert f"img0001 / crowd: {boxes.summary(expected, ORGANS)}" in log
+    assert f"img0001 / campaign: {boxes.summary(expected, ORGANS)}" in log
     assert "262 boxes on 85 slices (62 seen empty)" in boxes.summary(expected, ORGANS)
     assert not (tmp_path / "results/boxes/img0003").exists()  # a test case: its prompts are not used
 
 
 def test_a_bad_annotation_file_fails_its_jobs_with_one_line_and_no_table(tmp_path):
     cfg = published_project(tmp_path, [("img0001-slice050.txt", "0 0.5 0.5 0.1 0.1\r\n5 0.5 0.5 0.1\r\n")])
-    run = snakemake(tmp_path, "results/boxes/img0001/crowd.tsv", "--cores", "2", "--configfile", str(cfg))
+    run = snakemake(tmp_path, "results/boxes/img0001/campaign.tsv", "--cores", "2", "--configfile", str(cfg))
     assert run.returncode != 0
     assert (
-        "annotations/crowd/img0001-slice050.txt:2: expected 5 fields 'class x_center y_center width height', got 4"
+        "annotations/campaign/img0001-slice050.txt:2: expected 5 fields 'class x_center y_center width height', got 4"
     ) in run.stderr
-    assert not (tmp_path / "results/boxes/img0001/crowd.tsv").exists()
+    assert not (tmp_path / "results/boxes/img0001/campaign.tsv").exists()
     assert not list((tmp_path / "results").rglob(".tmp-*"))
 
 
