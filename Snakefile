@@ -1,5 +1,5 @@
 # samcrowd: crowdsourced boxes + Segment Anything -> 3D CT labels, evaluated against experts.
-# The stages live in rules/*.smk; helpers and config validation in rules/common.smk.
+# The stages live in rules/*.smk; rules/common.smk turns the study's plan (samcrowd.study) into inputs.
 
 from snakemake.utils import min_version
 

@@ -1,4 +1,4 @@
-# Config validation, the case table and input functions shared by all stages.
+# The study's plan (samcrowd.study) turned into the DAG: case lists, wildcards and the input functions of all stages.
 
 import os
 
@@ -7,14 +7,11 @@ os.environ.setdefault("SAMCROWD_SOURCE", workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
-from samcrowd import cases as case_sheet
 from samcrowd import nnunet as nnunet_lib
-from samcrowd import litemedsam, phantom, segmenters
-from samcrowd.config import check_config
+from samcrowd import segmenters, study
 from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
 from samcrowd.identifiers import IDENTIFIER
-from samcrowd.boxes import discover_annotators
 from samcrowd.evaluation import LABEL_SOURCES
 
 
@@ -26,43 +23,18 @@ wildcard_constraints:
     fold=r"\d+",
 
 
-def _load_cases():
-    """Validate the config, then return the case table (phantom: from config; sheet: read)."""
-    check_config(config)
-    if config["data"]["source"] == "phantom":
-        table = phantom.case_table(phantom.PhantomSettings.from_config(config["phantom"]))
-        return table.drop(columns="orientation")
-    return case_sheet.read_sheet(config["data"]["sheet"], allow_outside=config["data"]["allow_outside_project"])
-
-
+# The study's plan (samcrowd.study): validates the config and stops with one line before any job
+# when the cases, annotators or settings cannot make a study.
 try:
-    CASES = _load_cases().set_index("case", drop=False)
+    STUDY = study.plan(config)
 except SamcrowdError as e:
     raise WorkflowError(str(e)) from None
 
+CASES = STUDY.cases
 KNOWN_CASES = list(CASES.index)
 IMAGE_OF, LABEL_OF = dict(CASES["image"]), dict(CASES["label"])  # plain dicts: input functions run per job
-ANNOTATED = [c for c in CASES.index if CASES.loc[c, "split"] in config["export"]["splits"]]
-
-
-def _annotators():
-    """Simulated: the configured crowd. Folder: the listed or discovered annotator subfolders."""
-    if config["annotations"]["source"] == "simulate":
-        return list(config["crowd"]["annotators"])
-    if config["annotations"]["annotators"]:
-        return list(config["annotations"]["annotators"])
-    return discover_annotators(config["annotations"]["folder"])
-
-
-try:
-    ANNOTATORS = _annotators()
-    clash = [a for a in ANNOTATORS if a in LABEL_SOURCES]
-    if clash:
-        raise SamcrowdError(
-            f"annotator name '{clash[0]}' is reserved for a label source (gt, crowd, stacked); rename it"
-        )
-except SamcrowdError as e:
-    raise WorkflowError(str(e)) from None
+ANNOTATED = STUDY.annotated
+ANNOTATORS = STUDY.annotators
 
 
 def case_files(wildcards):
@@ -89,13 +61,7 @@ ANNOTATION_FOLDER = (
 
 def annotated_labels():
     """Expert labels of the annotated cases, which the crowd simulator draws its boxes from."""
-    missing = [c for c in ANNOTATED if not CASES.loc[c, "label"]]
-    if missing:
-        raise WorkflowError(
-            f"the simulated crowd needs expert labels, case '{missing[0]}' has none "
-            "(give it a label or set annotations.source: folder)"
-        )
-    return [CASES.loc[c, "label"] for c in ANNOTATED]
+    return [LABEL_OF[c] for c in ANNOTATED]
 
 
 def crowd_profile(annotator):
@@ -113,23 +79,11 @@ SEGMENTER = segmenters.SEGMENTERS[config["segmenter"]["kind"]]
 USES_EMBEDDING = SEGMENTER.needs_embedding
 SAM_GPU = 1 if USES_EMBEDDING and config["segmenter"]["device"] != "cpu" else 0
 #: LiteMedSAM's image encoder converted once for OpenVINO (unless the config asks for plain torch).
-USES_ENCODER_IR = SEGMENTER is segmenters.LiteMedSamSegmenter and config["segmenter"]["runtime"] != "torch"
+USES_ENCODER_IR = SEGMENTER.converts_encoder and config["segmenter"]["runtime"] != "torch"
 ENCODER_IR = {"xml": "results/segmenter/litemedsam_encoder.xml", "bin": "results/segmenter/litemedsam_encoder.bin"}
 
 
-def _checkpoint():
-    """The segmenter's weights file: the configured one, or LiteMedSAM's shipped in its package."""
-    if not SEGMENTER.needs_checkpoint:
-        return None
-    if SEGMENTER is segmenters.LiteMedSamSegmenter and not config["segmenter"]["checkpoint"]:
-        return str(litemedsam.shipped_weights())
-    return config["segmenter"]["checkpoint"]
-
-
-try:
-    CHECKPOINT = _checkpoint()
-except SamcrowdError as e:
-    raise WorkflowError(str(e)) from None
+CHECKPOINT = STUDY.checkpoint
 
 
 def checkpoint_input():
@@ -165,7 +119,7 @@ def masks_inputs(wildcards):
     return files
 
 
-EVALUATED = [c for c in ANNOTATED if CASES.loc[c, "label"]]  # annotated cases with expert labels
+EVALUATED = STUDY.evaluated  # annotated cases with expert labels
 
 
 def annotator_masks(case):
@@ -219,8 +173,8 @@ def evaluate_inputs(wildcards):
 
 # ---- nnU-Net ----------------------------------------------------------------------------
 
-TRAIN = [c for c in CASES.index if CASES.loc[c, "split"] == "train"]
-TEST = [c for c in CASES.index if CASES.loc[c, "split"] == "test" and CASES.loc[c, "label"]]
+TRAIN = STUDY.train
+TEST = STUDY.test  # test cases with expert labels
 NNUNET_SOURCES = list(config["nnunet"]["sources"])
 NNUNET_IDS = config["nnunet"]["dataset_ids"]
 DATASET_OF = {s: nnunet_lib.dataset_name(NNUNET_IDS[s], s) for s in NNUNET_SOURCES}
@@ -229,52 +183,7 @@ NNUNET_TRAINER_FOLDER = nnunet_lib.trainer_folder(config["nnunet"]["trainer"], c
 NNUNET_GPU = 0 if config["nnunet"]["device"] == "cpu" else 1
 
 
-def _nnunet_paths():
-    """nnU-Net's folders: the config's, else the environment's, else inside results/."""
-    paths = {}
-    for key, variable in (
-        ("raw", "nnUNet_raw"),
-        ("preprocessed", "nnUNet_preprocessed"),
-        ("results", "nnUNet_results"),
-    ):
-        paths[key] = config["nnunet"]["paths"][key] or os.environ.get(variable) or f"results/nnunet/{key}"
-    return paths
-
-
-NNUNET = _nnunet_paths()
-
-
-def _check_nnunet():
-    """Stop before any job when the nnU-Net stage cannot work with these cases."""
-    if not NNUNET_SOURCES:
-        return
-    folds = config["nnunet"]["folds"]
-    if len(TRAIN) < folds:
-        raise SamcrowdError(
-            f"config: key 'nnunet.folds': {folds} folds need at least {folds} training cases, "
-            f"the case sheet has {len(TRAIN)}"
-        )
-    if not TEST:
-        raise SamcrowdError("the nnU-Net stage needs test cases with expert labels; the sheet has none")
-    if "gt" in NNUNET_SOURCES:
-        unlabelled = [c for c in TRAIN if not CASES.loc[c, "label"]]
-        if unlabelled:
-            raise SamcrowdError(
-                f"nnU-Net source gt needs expert labels of every training case; '{unlabelled[0]}' has none"
-            )
-    crowd = {"crowd", "stacked"} & set(NNUNET_SOURCES)
-    missing = [c for c in TRAIN if c not in ANNOTATED]
-    if crowd and missing:
-        raise SamcrowdError(
-            f"nnU-Net source {sorted(crowd)[0]} needs crowd labels of every training case; "
-            f"'{missing[0]}' is not annotated (export.splits)"
-        )
-
-
-try:
-    _check_nnunet()
-except SamcrowdError as e:
-    raise WorkflowError(str(e)) from None
+NNUNET = STUDY.nnunet_paths
 
 
 def nnunet_dataset_inputs(wildcards):
@@ -299,21 +208,7 @@ def nnunet_fold_checkpoints(wildcards):
 # ---- statistics and figures -------------------------------------------------------------------
 
 
-def _overlay_case(kind):
-    chosen = config["figures"][f"overlay_{'train' if kind == 'crowd' else 'test'}_case"]
-    pool = EVALUATED if kind == "crowd" else TEST
-    if chosen and chosen not in pool:
-        raise SamcrowdError(
-            f"config: key 'figures.overlay_{'train' if kind == 'crowd' else 'test'}_case': "
-            f"'{chosen}' is not one of {pool}"
-        )
-    return chosen or (pool[0] if pool else None)
-
-
-try:
-    OVERLAY_CASE = {"crowd": _overlay_case("crowd"), "models": _overlay_case("models")}
-except SamcrowdError as e:
-    raise WorkflowError(str(e)) from None
+OVERLAY_CASE = STUDY.overlay_cases
 
 
 def overlay_layers(kind):

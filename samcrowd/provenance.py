@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from samcrowd import io
+from samcrowd import io, segmenters
 from samcrowd.reporting import html_table
 
 PACKAGES = [
@@ -55,9 +55,9 @@ def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -
     if checkpoint:
         kind = segmenter_record["settings"]["kind"]
         rows += [
-            ("segmenter.runtime", segmenter_record["settings"]["runtime"])
-            if kind == "litemedsam"
-            else ("segmenter.model_type", segmenter_record["settings"]["model_type"]),
+            ("segmenter.model_type", segmenter_record["settings"]["model_type"])
+            if segmenters.SEGMENTERS[kind].model_types
+            else ("segmenter.runtime", segmenter_record["settings"]["runtime"]),
             ("segmenter.checkpoint", checkpoint["path"]),
             ("segmenter.checkpoint_sha256", checkpoint["sha256"]),
             ("segmenter.checkpoint_official", checkpoint["known"] or "no (unknown file)"),

