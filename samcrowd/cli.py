@@ -86,6 +86,11 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_reference(args: argparse.Namespace) -> int:
+    print(config.reference(), end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samcrowd", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"samcrowd {samcrowd.__version__}")
@@ -124,6 +129,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--project", default=".", help="project folder that paths must stay inside (default: .)")
     c.add_argument("--allow-outside", action="store_true", help="allow paths outside the project folder")
     c.set_defaults(func=_check_sheet)
+
+    r = sub.add_parser("config-reference", help="print the configuration reference (Markdown) from the schemas")
+    r.set_defaults(func=_config_reference)
     return p
 
 

@@ -8,6 +8,7 @@ SamcrowdError such as ``config: key 'export.every': 0 is less than the minimum o
 from __future__ import annotations
 
 import copy
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -147,3 +148,104 @@ def is_orientation(code: str) -> bool:
     """True for a nibabel axis code naming each patient axis once, e.g. 'LAS' or 'PIR'."""
     axis = {"L": 0, "R": 0, "A": 1, "P": 1, "S": 2, "I": 2}
     return len(code) == 3 and all(c in axis for c in code) and sorted(axis[c] for c in code) == [0, 1, 2]
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+REFERENCE_INTRO = """\
+# Configuration reference
+
+Generated from the package's schemas (`samcrowd/schemas/config.schema.yaml` and
+`cases.schema.yaml`) by `samcrowd config-reference > docs/configuration.md`; a test fails when
+this file and the schemas disagree. The Snakefile validates the merged config against the same
+schema before building the DAG, and missing keys take the defaults below. `<name>` stands for a
+key you choose (an organ, an annotator, a profile).
+"""
+
+
+def reference() -> str:
+    """Every setting of the config and every column of the case sheet as Markdown tables."""
+    config, cases = load_schema("config"), load_schema("cases")
+    parts = [REFERENCE_INTRO]
+    for section, schema in config["properties"].items():
+        parts.append(f"## `{section}`\n\n{_cell(schema.get('description', ''))}\n")
+        rows = list(_rows(schema, section)) if _is_object(schema) else [(section, schema)]
+        parts.append(_table(rows))
+    parts.append(f"## The case sheet\n\n{_cell(cases['description'])} Columns:\n")
+    parts.append(_table([(name, sub) for name, sub in cases["properties"].items()], required=cases["required"]))
+    return "\n".join(parts)
+
+
+def _is_object(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "object" and any(
+        isinstance(schema.get(k), dict) and schema[k]
+        for k in ("properties", "patternProperties", "additionalProperties")
+    )
+
+
+def _rows(schema: dict[str, Any], where: str):
+    """(dotted key, schema) of every leaf setting below `schema`, in the schema's order."""
+    children = list(schema.get("properties", {}).items())
+    children += [("<name>", sub) for sub in schema.get("patternProperties", {}).values()]
+    if isinstance(schema.get("additionalProperties"), dict):
+        children.append(("<name>", schema["additionalProperties"]))
+    for key, sub in children:
+        name = f"{where}.{key}"
+        if _is_object(sub):
+            if sub.get("description"):
+                yield name, {"type": "object", "description": sub["description"], "default": sub.get("default")}
+            yield from _rows(sub, name)
+        else:
+            yield name, sub
+
+
+def _table(rows, required: list[str] | None = None) -> str:
+    head = "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n"
+    lines = []
+    for name, sub in rows:
+        default = (
+            "required"
+            if required is not None and name in required
+            else (f"`{json.dumps(sub['default'])}`" if sub.get("default") not in (None, {}) else "")
+        )
+        lines.append(
+            f"| `{name}` | {_type(sub)} | {_cell(default)} | {_cell(_allowed(sub))} | {_cell(sub.get('description', ''))} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def _type(schema: dict[str, Any]) -> str:
+    kind = schema.get("type", "")
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        return f"list of {schema['items'].get('type', 'any')}"
+    return kind if isinstance(kind, str) else " or ".join(kind)
+
+
+def _allowed(schema: dict[str, Any]) -> str:
+    """The constraints of a value (enum, range, pattern, length), in words."""
+    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    parts = []
+    for node, prefix in ((schema, ""), (items, "each ")):
+        if "enum" in node:
+            parts.append(prefix + ", ".join(f"`{v}`" for v in node["enum"]))
+        bounds = [
+            f"≥ {node['minimum']}" if "minimum" in node else "",
+            f"> {node['exclusiveMinimum']}" if "exclusiveMinimum" in node else "",
+            f"≤ {node['maximum']}" if "maximum" in node else "",
+        ]
+        if any(bounds):
+            parts.append(prefix + " and ".join(b for b in bounds if b))
+        if "pattern" in node:
+            parts.append(f"{prefix}matches `{node['pattern']}`")
+    if "minItems" in schema and schema.get("minItems") == schema.get("maxItems"):
+        parts.append(f"{schema['minItems']} items")
+    elif "minItems" in schema:
+        parts.append(f"at least {schema['minItems']} item{'s' if schema['minItems'] > 1 else ''}")
+    if schema.get("uniqueItems"):
+        parts.append("no repeats")
+    return "; ".join(parts)
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")

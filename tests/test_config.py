@@ -124,3 +124,35 @@ def test_litemedsam_needs_no_checkpoint_path_its_weights_ship_in_its_package():
     config = copy.deepcopy(load_yaml(REPO / "config.yaml"))
     config["segmenter"].update(kind="litemedsam", checkpoint="")
     check_config(config)
+
+
+def test_every_schema_node_uses_only_json_schema_keywords():
+    # a flow mapping whose description holds ", " splits it into a bogus keyword (caught once, in random_walker)
+    keywords = {
+        "$schema", "title", "description", "type", "properties", "patternProperties", "additionalProperties",
+        "required", "default", "enum", "minimum", "maximum", "exclusiveMinimum", "pattern", "minLength",
+        "items", "minItems", "maxItems", "uniqueItems", "minProperties", "maxProperties",
+    }  # fmt: skip
+
+    def nodes(schema, where):
+        yield where, schema
+        children = [*schema.get("properties", {}).items(), *schema.get("patternProperties", {}).items()]
+        if isinstance(schema.get("additionalProperties"), dict):
+            children.append(("<additional>", schema["additionalProperties"]))
+        if isinstance(schema.get("items"), dict):
+            children.append(("<items>", schema["items"]))
+        for key, sub in children:
+            yield from nodes(sub, f"{where}.{key}")
+
+    for name in ("config", "cases"):
+        for where, node in nodes(load_schema(name), name):
+            assert set(node) <= keywords, f"{where}: not JSON Schema keywords: {sorted(set(node) - keywords)}"
+
+
+def test_the_configuration_reference_in_the_docs_is_the_one_the_schemas_generate():
+    from samcrowd.config import reference
+
+    written = (REPO / "docs/configuration.md").read_text(encoding="utf-8")
+    assert written == reference(), "docs/configuration.md is stale: samcrowd config-reference > docs/configuration.md"
+    for key in ("segmenter.kind", "crowd.profiles.<name>.jitter_px", "nnunet.train_resources.mem_mb", "`split`"):
+        assert key in written
