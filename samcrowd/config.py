@@ -158,9 +158,20 @@ REFERENCE_INTRO = """\
 
 Generated from the package's schemas (`samcrowd/schemas/config.schema.yaml` and
 `cases.schema.yaml`) by `samcrowd config-reference > docs/configuration.md`; a test fails when
-this file and the schemas disagree. The Snakefile validates the merged config against the same
-schema before building the DAG, and missing keys take the defaults below. `<name>` stands for a
-key you choose (an organ, an annotator, a profile).
+this file and the schemas disagree. `<name>` stands for a key you choose (an organ, an
+annotator, a profile).
+
+`config.yaml` is the embedded default; presets (`config/*.yaml`) and `--configfile` / `--config`
+go on top of it. The Snakefile validates the merged config before building the DAG, and missing
+keys take the defaults below, which are a real study's: they equal `config.yaml` except for the
+demo's CPU nnU-Net budget (`nnunet.configuration`, `trainer`, `folds`, `threads`,
+`deterministic`, `train_resources`). A bad key or value stops the run with one line, e.g.
+
+```
+config: key 'export.every': 0 is less than the minimum of 1 (Export every n-th slice only)
+config: unknown key 'export.evry' (allowed here: body_only, every, splits, window_level, window_width)
+cases.tsv:4: case 'img0001' is defined twice (first on line 2)
+```
 """
 
 

@@ -16,7 +16,7 @@ NumPy and torch with `nnunet.seed` + fold (passed in the environment by `samcrow
 so with `nnunet.deterministic` (augmentation in the training process, torch on one thread) two
 runs train identical weights. They use the job's threads (`THREADS_VARIABLE`), not every core
 (nnUNetv2_train's CPU default). Why one thread for repeatable models: several threads on a busy CPU
-round differently from run to run (measured in the README, "Repeatability").
+round differently from run to run (measured in docs/reproducibility.md, "Repeatability").
 """
 
 from __future__ import annotations
