@@ -407,6 +407,25 @@ class _TorchSegmenter(Segmenter):
         """What encodes slices on this machine: plain torch (LiteMedSAM may use OpenVINO on a CPU)."""
         return "torch"
 
+    def _decode_boxes(self, embedding: np.ndarray, boxes: np.ndarray):
+        """The mask decoder on one slice's features, one single-mask prompt per box (corners already in
+        the encoder's input frame): (logits (n, 1, h, w) as float32, predicted IoU (n, 1)).
+        Runs under the caller's inference mode and autocast."""
+        import torch
+
+        model = self.model
+        features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
+        box = torch.as_tensor(boxes, dtype=torch.float32, device=self.torch_device)[:, None, :]
+        sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
+        logits, iou = model.mask_decoder(
+            image_embeddings=features,
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        return logits.float(), iou
+
 
 @dataclass
 class SamSegmenter(_TorchSegmenter):
@@ -526,26 +545,15 @@ class MedSamSegmenter(SamSegmenter):
 
         if embedding is None:
             embedding = self.embed(png)
-        model = self.model
-        size = model.image_encoder.img_size
+        size = self.model.image_encoder.img_size
         height, width = png.shape
         xyxy = np.asarray(boxes, dtype=np.float64).copy()
         xyxy[:, 2:] -= 1
         xyxy = xyxy / np.array([width, height, width, height]) * size
         with torch.inference_mode(), self._autocast():
-            features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
-            box = torch.as_tensor(xyxy, dtype=torch.float32, device=self.torch_device)[:, None, :]
-            sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
-            logits, _ = model.mask_decoder(
-                image_embeddings=features,
-                image_pe=model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
-            prob = F.interpolate(
-                torch.sigmoid(logits.float()), size=(height, width), mode="bilinear", align_corners=False
-            )[:, 0]
+            logits, _ = self._decode_boxes(embedding, xyxy)
+            prob = torch.sigmoid(logits)
+            prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
         prob = prob.cpu().numpy()
         masks = prob > 0.5
         scores = np.array([float(p[m].mean()) if m.any() else 0.0 for p, m in zip(prob, masks)])
@@ -649,23 +657,10 @@ class LiteMedSamSegmenter(_TorchSegmenter):
 
         if embedding is None:
             embedding = self.embed(png)
-        model = self.model
         height, width = png.shape
         rows, cols = litemedsam.resized_shape(height, width)
         with torch.inference_mode(), self._autocast():
-            features = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None].to(self.torch_device)
-            box = torch.as_tensor(
-                litemedsam.scale_boxes(boxes, height, width), dtype=torch.float32, device=self.torch_device
-            )[:, None, :]
-            sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
-            logits, iou = model.mask_decoder(
-                image_embeddings=features,
-                image_pe=model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
-            logits = logits.float()
+            logits, iou = self._decode_boxes(embedding, litemedsam.scale_boxes(boxes, height, width))
             if logits.shape[-2:] != (litemedsam.INPUT_SIZE, litemedsam.INPUT_SIZE):
                 logits = F.interpolate(logits, size=(litemedsam.INPUT_SIZE,) * 2, mode="bilinear", align_corners=False)
             logits = F.interpolate(
