@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from samcrowd.phantom import LABELS, PhantomSettings, make_case
 REPO = Path(__file__).resolve().parents[1]
 
 ORGANS = ["spleen", "right_kidney", "left_kidney", "liver", "aorta"]
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """This checkout's workflow run in `workdir` by the running interpreter's snakemake."""
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
 
 
 def median_time(fn, repeat: int = 3) -> tuple[float, object]:

@@ -19,21 +19,15 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from _common import REPO
+from _common import REPO, snakemake_command
 
 
 def run_seed(folder: Path, seed: int, cores: str) -> float:
     """Run the demo in `folder` with both seeds set to `seed`; its wall time in seconds."""
     seeds = folder / "seeds.yaml"
     seeds.write_text(f"crowd: {{seed: {seed}}}\nnnunet: {{seed: {seed}}}\n")
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(folder),
+    command = snakemake_command(
+        folder,
         "--profile",
         str(REPO / "profiles" / "local"),
         "--cores",
@@ -41,7 +35,7 @@ def run_seed(folder: Path, seed: int, cores: str) -> float:
         "--configfile",
         str(REPO / "config.yaml"),
         str(seeds),
-    ]
+    )
     start = time.perf_counter()
     with open(folder / "snakemake.log", "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)

@@ -15,24 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO
+from _common import REPO, snakemake_command
 
 
 def snakemake(workdir: Path, *args: str) -> tuple[float, str]:
     start = time.perf_counter()
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(REPO / "config.yaml"),
-            *args,
-        ],
+        snakemake_command(workdir, "--configfile", str(REPO / "config.yaml"), *args),
         capture_output=True,
         text=True,
     )
