@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 #: The folder of samcrowd's nnU-Net trainers (nnU-Net finds trainers by scanning folders: nnUNet_extTrainer).
 TRAINERS = Path(str(resources.files("samcrowd.nnunet_trainers")))
 SOURCES = LABEL_SOURCES  # each can train a model
+#: nnU-Net's folder variables, by the key of `nnunet.paths` that overrides each.
+FOLDER_VARIABLES = {"raw": "nnUNet_raw", "preprocessed": "nnUNet_preprocessed", "results": "nnUNet_results"}
 #: The orientation of every volume nnU-Net sees (nibabel's axis code; its closest-canonical one).
 ORIENTATION = "RAS"
 TEST_DICE_COLUMNS = ["source", "case", "organ", "dice", "n_ref", "n_pred"]
@@ -67,9 +69,7 @@ def environment(
     env = dict(os.environ if base is None else base)
     env.update(
         {
-            "nnUNet_raw": str(Path(paths["raw"]).resolve()),
-            "nnUNet_preprocessed": str(Path(paths["preprocessed"]).resolve()),
-            "nnUNet_results": str(Path(paths["results"]).resolve()),
+            **{variable: str(Path(paths[key]).resolve()) for key, variable in FOLDER_VARIABLES.items()},
             "nnUNet_extTrainer": os.pathsep.join(filter(None, [str(TRAINERS), env.get("nnUNet_extTrainer", "")])),
             "nnUNet_def_n_proc": str(processes),
             # at least 1: nnU-Net's planner passes this number to torch.set_num_threads

@@ -15,14 +15,11 @@ from typing import Any
 import pandas as pd
 
 from samcrowd import cases as case_sheet
-from samcrowd import phantom, segmenters
+from samcrowd import nnunet, phantom, segmenters
 from samcrowd.boxes import discover_annotators
 from samcrowd.config import check_config
 from samcrowd.errors import SamcrowdError
 from samcrowd.evaluation import LABEL_SOURCES
-
-#: nnU-Net's folder variables, by the key of `nnunet.paths` that overrides each.
-NNUNET_VARIABLES = {"raw": "nnUNet_raw", "preprocessed": "nnUNet_preprocessed", "results": "nnUNet_results"}
 
 #: The overlay figures: which config key picks each one's case, and from which cases.
 OVERLAYS = {"crowd": "overlay_train_case", "models": "overlay_test_case"}
@@ -153,7 +150,7 @@ def nnunet_paths(paths: dict[str, str | None], environ: Mapping[str, str]) -> di
     """nnU-Net's folders: the config's, else the environment's (nnUNet_raw, ...), else inside results/."""
     return {
         key: paths[key] or environ.get(variable) or f"results/nnunet/{key}"
-        for key, variable in NNUNET_VARIABLES.items()
+        for key, variable in nnunet.FOLDER_VARIABLES.items()
     }
 
 
