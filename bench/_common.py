@@ -41,7 +41,14 @@ def phantom_with_crowd(folder: Path, case_index: int = 0, code: str = "LAS", sha
     io.save_volume(folder / "img.nii.gz", image, affine)
     io.save_volume(folder / "seg.nii.gz", label, affine)
     manifest = export.export_case(
-        case="c", image_path=folder / "img.nii.gz", out_dir=folder / "png", manifest_path=folder / "c.manifest.json"
+        case="c",
+        image_path=folder / "img.nii.gz",
+        out_dir=folder / "png",
+        manifest_path=folder / "c.manifest.json",
+        level=40.0,
+        width=400.0,
+        every=1,
+        body_only=False,
     )
     frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
     tables = []
@@ -53,6 +60,8 @@ def phantom_with_crowd(folder: Path, case_index: int = 0, code: str = "LAS", sha
             cases=[(folder / "seg.nii.gz", folder / "c.manifest.json")],
             organ_values={o: LABELS[o] for o in ORGANS},
             out_dir=out,
+            seed=0,
+            formats=("yolo", "voc"),
         )
         table = boxes.annotator_table(out, name, PRESETS["project"], ORGANS, {"c": frame}.get)
         io.write_tsv(folder / f"{name}.tsv", table)

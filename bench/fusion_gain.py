@@ -23,7 +23,7 @@ from samcrowd.phantom import LABELS, PhantomSettings, make_case
 def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
     config = check_config({})
     settings = PhantomSettings.from_config(seed=seed)
-    seg = segmenters.RandomWalkerSegmenter(**config["segmenter"]["random_walker"])
+    seg = segmenters.RandomWalkerSegmenter.from_config(config["segmenter"]["random_walker"])
     organs = {o: LABELS[o] for o in ORGANS}
     tables, per_case = [], {}
     for i in range(n_cases):
@@ -33,7 +33,14 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
         io.save_volume(tmp / f"{case}.nii.gz", image, affine)
         io.save_volume(tmp / f"{case}_seg.nii.gz", label, affine)
         manifest = export.export_case(
-            case=case, image_path=tmp / f"{case}.nii.gz", out_dir=tmp / case, manifest_path=tmp / f"{case}.json"
+            case=case,
+            image_path=tmp / f"{case}.nii.gz",
+            out_dir=tmp / case,
+            manifest_path=tmp / f"{case}.json",
+            level=40.0,
+            width=400.0,
+            every=1,
+            body_only=False,
         )
         frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
         per_case[case] = {}
@@ -46,6 +53,7 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
                 organ_values=organs,
                 out_dir=stem,
                 seed=seed,
+                formats=("yolo", "voc"),
             )
             table = boxes.annotator_table(stem, name, PRESETS["project"], ORGANS, {case: frame}.get)
             io.write_tsv(f"{stem}.tsv", table)
@@ -87,6 +95,9 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
                 out_stacked=tmp / "s.nii.gz",
                 out_crowd=tmp / "c.nii.gz",
                 out_table=tmp / "f.tsv",
+                method="majority",
+                absent="background",
+                completion=True,
             )
             _, volumes, _ = evaluation.evaluate_case(
                 case,
@@ -97,6 +108,7 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
                 tmp / "s.nii.gz",
                 tmp / "c.nii.gz",
                 tmp / "f.tsv",
+                other_labels="error",
             )
             for r in volumes[volumes.source.isin(["stacked", "crowd"])].itertuples():
                 rows.append(

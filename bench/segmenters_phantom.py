@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=4)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    methods = {"box": segmenters.BoxSegmenter(), "random_walker": segmenters.RandomWalkerSegmenter()}
+    methods = {"box": segmenters.BoxSegmenter(), "random_walker": segmenters.RandomWalkerSegmenter.from_config()}
     sources = ["tight", "ann01 careful", "ann04 hasty", "ann02 unreliable"]
     scores = {(s, m, o): [] for s in sources for m in methods for o in ORGANS}
     seconds, n = 0.0, 0

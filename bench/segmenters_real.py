@@ -34,7 +34,7 @@ def make_segmenters(args, folder: Path) -> dict[str, segmenters.Segmenter]:
     base = check_config({})["segmenter"]
     chosen: dict[str, segmenters.Segmenter] = {
         "box": segmenters.BoxSegmenter(),
-        "random_walker": segmenters.RandomWalkerSegmenter(),
+        "random_walker": segmenters.RandomWalkerSegmenter.from_config(),
     }
     lite = segmenters.make_segmenter({**base, "kind": "litemedsam"}, segmenters.check_checkpoint("", "", "litemedsam"))
     lite.export_encoder(folder / "encoder.xml", folder / "encoder.bin")
@@ -76,6 +76,10 @@ def main() -> None:
             image_path=SCAN / "example_ct_sm.nii.gz",
             out_dir=tmp / "png",
             manifest_path=tmp / "ct.manifest.json",
+            level=40.0,
+            width=400.0,
+            every=1,
+            body_only=False,
         )
         _, geometry = export.load_manifest(tmp / "ct.manifest.json")
         label, _ = io.load_volume(SCAN / "example_seg.nii.gz", np.uint8)

@@ -98,8 +98,8 @@ def simulate_annotator(
     cases: list[tuple[str, str]],
     organ_values: dict[str, int],
     out_dir: str | Path,
-    seed: int = 0,
-    formats: tuple[str, ...] = ("yolo", "voc"),
+    seed: int,
+    formats: tuple[str, ...],
 ) -> dict[str, list[Box]]:
     """Write one annotator's OpenLabeling folder for `cases` [(label path, manifest path)].
 

@@ -66,7 +66,7 @@ def evaluate_case(
     stacked_path: str | Path,
     crowd_path: str | Path | None,
     fusion_table_path: str | Path,
-    other_labels: str = "error",
+    other_labels: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Slice Dice, volume Dice and exclusions of one case (see module doc)."""
     names = list(organ_values)
@@ -191,7 +191,7 @@ def evaluate_case_files(
     out_slices: str,
     out_volumes: str,
     out_exclusions: str,
-    other_labels: str = "error",
+    other_labels: str,
 ) -> None:
     """The workflow's `evaluate_case` job."""
     from samcrowd.export import load_manifest

@@ -40,8 +40,8 @@ def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
 def select_slices(
     image: np.ndarray,
     geometry: SliceGeometry,
-    every: int = 1,
-    body_only: bool = False,
+    every: int,
+    body_only: bool,
     body_hu: float = -500.0,
     min_body_fraction: float = 0.02,
 ) -> list[int]:
@@ -58,10 +58,10 @@ def export_case(
     image_path: str | Path,
     out_dir: str | Path,
     manifest_path: str | Path,
-    level: float = 40.0,
-    width: float = 400.0,
-    every: int = 1,
-    body_only: bool = False,
+    level: float,
+    width: float,
+    every: int,
+    body_only: bool,
 ) -> dict[str, Any]:
     """Write one PNG per selected slice into `out_dir` and the manifest; return the manifest.
 

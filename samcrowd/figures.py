@@ -29,7 +29,7 @@ COLOURS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f
 plt.rcParams.update({"svg.hashsalt": "samcrowd", "font.size": 9})
 
 
-def save_all(fig: plt.Figure, outs: list[str | Path], dpi: int = 150) -> None:
+def save_all(fig: plt.Figure, outs: list[str | Path], dpi: int) -> None:
     """Write a figure to every path (format from the suffix) atomically and without timestamps."""
     for out in outs:
         out = Path(out)
@@ -45,8 +45,8 @@ def test_dice_figure(
     comparison: pd.DataFrame,
     organs: list[str],
     outs: list[str | Path],
-    reference: str = "gt",
-    dpi: int = 150,
+    reference: str,
+    dpi: int,
 ) -> None:
     """Paired box/strip plots of test Dice per organ (and the per-case mean) for every source."""
     sources = [reference, *sorted(set(dice.source) - {reference})]
@@ -71,7 +71,7 @@ def test_dice_figure(
 
 
 def annotation_figure(
-    *, slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str], outs: list[str | Path], dpi: int = 150
+    *, slices: pd.DataFrame, volumes: pd.DataFrame, organs: list[str], outs: list[str | Path], dpi: int
 ) -> None:
     """Per organ: the crowd labels' slice Dice (stacked) beside their volume Dice (stacked, crowd)."""
     measures = {
@@ -116,9 +116,9 @@ def overlay_figure(
     organs: list[str],
     outs: list[str | Path],
     title: str,
-    dpi: int = 150,
-    level: float = 40,
-    width: float = 400,
+    dpi: int,
+    level: float,
+    width: float,
 ) -> None:
     """Rows axial/coronal/sagittal, one column per label layer; expert outline (1..N) in white."""
     image, affine = io.load_volume(image_path)
@@ -167,7 +167,7 @@ def overlay_figure(
     save_all(fig, outs, dpi)
 
 
-def reliability_figure(*, quality: pd.DataFrame, threshold: float, outs: list[str | Path], dpi: int = 150) -> None:
+def reliability_figure(*, quality: pd.DataFrame, threshold: float, outs: list[str | Path], dpi: int) -> None:
     """Each annotator's box IoU, leave-one-out Dice, STAPLE sensitivity and reliability; flagged in red."""
     measures = ["box_iou", "mask_dice_loo", "staple_sensitivity", "reliability"]
     table = quality.sort_values("rank")
@@ -198,9 +198,9 @@ def overlay_from_files(
     layers: dict[str, str | Path],
     case: str,
     outs: list[str | Path],
-    dpi: int = 150,
-    level: float = 40,
-    width: float = 400,
+    dpi: int,
+    level: float,
+    width: float,
 ) -> None:
     """The workflow's overlay job; a layer that is a folder (predictions) contributes `<case>.nii.gz`."""
     from samcrowd.evaluation import read_expert_label

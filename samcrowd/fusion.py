@@ -86,8 +86,8 @@ def fuse(
     annotations: list[Annotation],
     geometry: SliceGeometry,
     organs: list[str],
-    method: str = "majority",
-    absent: str = "background",
+    method: str,
+    absent: str,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """The stacked crowd label volume (1..N) of one case, and per organ and slice who voted."""
     stacked = np.zeros(geometry.shape, dtype=np.uint8)
@@ -166,9 +166,9 @@ def fuse_case(
     out_stacked: str | Path,
     out_crowd: str | Path,
     out_table: str | Path,
-    method: str = "majority",
-    absent: str = "background",
-    completion: bool = True,
+    method: str,
+    absent: str,
+    completion: bool,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The workflow's `fuse` job: annotators' masks -> stacked and completed (crowd) volumes."""
     if not masks:

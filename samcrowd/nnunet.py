@@ -175,7 +175,7 @@ def write_dataset(
     source: str,
     cases: list[tuple[str, str, str]],
     organ_values: dict[str, int],
-    other_labels: str = "error",
+    other_labels: str,
 ) -> dict:
     """nnU-Net raw dataset of one source from training cases [(case, image, label)]; returns dataset.json."""
     out_dir = Path(out_dir)
@@ -317,10 +317,10 @@ def train(
     configuration: str,
     fold: int,
     trainer: str,
-    device: str = "auto",
+    device: str,
     processes: int = 1,
-    deterministic: bool = False,
-    seed: int = 0,
+    deterministic: bool,
+    seed: int,
 ) -> Path:
     """Train one fold; continue from checkpoint_latest.pth when a killed run of the same training
     (`TRAINING_RECORD`) left one, start afresh when the checkpoints are an earlier training's.
@@ -391,7 +391,7 @@ def predict(
     configuration: str,
     trainer: str,
     n_folds: int,
-    device: str = "auto",
+    device: str,
     processes: int = 1,
 ) -> list[Path]:
     """Predict the test images (`images`: `test_images`' folder; `cases`: [(case, original image)]) with
@@ -442,7 +442,7 @@ def test_dice(
     predictions: dict[str, str | Path],
     references: list[tuple[str, str]],
     organ_values: dict[str, int],
-    other_labels: str = "error",
+    other_labels: str,
 ) -> pd.DataFrame:
     """Volume Dice per source, test case and organ (predictions: {source: folder})."""
     rows = []

@@ -283,10 +283,18 @@ class RandomWalkerSegmenter(Segmenter):
     """
 
     kind = "random_walker"
-    beta: float = 500.0
-    core: float = 0.6
-    tolerance: float = 0.1
-    margin: float = 0.25
+    beta: float
+    core: float
+    tolerance: float
+    margin: float
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any] | None = None) -> RandomWalkerSegmenter:
+        """From the config's `segmenter.random_walker` section; missing keys take the schema's defaults."""
+        from samcrowd.config import load_schema, validate
+
+        schema = load_schema("config")["properties"]["segmenter"]["properties"]["random_walker"]
+        return cls(**validate(dict(section or {}), schema, "config: segmenter.random_walker"))
 
     def identity(self):
         return {
@@ -687,7 +695,7 @@ def make_segmenter(
     if kind == "box":
         return BoxSegmenter()
     if kind == "random_walker":
-        return RandomWalkerSegmenter(**settings.get("random_walker", {}))
+        return RandomWalkerSegmenter.from_config(settings.get("random_walker"))
     if checkpoint is None:
         raise SamcrowdError(f"segmenter.kind {kind} needs a checkpoint (segmenter.checkpoint)")
     options = {

@@ -56,7 +56,7 @@ def mean_sd(values: pd.Series) -> tuple[float, float, int]:
 
 
 def compare(
-    dice: pd.DataFrame, organs: list[str], reference: str = "gt", others: list[str] | None = None, correct: bool = False
+    dice: pd.DataFrame, organs: list[str], reference: str, others: list[str] | None = None, *, correct: bool
 ) -> pd.DataFrame:
     """Per organ and overall: mean, SD, n of every source's test Dice; p of reference vs each other source.
 
@@ -100,7 +100,7 @@ def _cell(mean: float, sd: float) -> str:
     return f"{mean:.2f} ± {sd:.2f}" if not math.isnan(sd) else f"{mean:.2f}"
 
 
-def comparison_markdown(table: pd.DataFrame, reference: str = "gt", labels: dict[str, str] | None = None) -> str:
+def comparison_markdown(table: pd.DataFrame, reference: str, labels: dict[str, str] | None = None) -> str:
     """A comparison table as Markdown: mean ± SD per source, p against the reference."""
     labels = labels or {}
     sources = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
@@ -156,9 +156,7 @@ def compare_tables(reference_csv: str | Path, other_csv: str | Path, correct: bo
     return compare(dice, organs, reference="reference", others=["other"], correct=correct)
 
 
-def table1(
-    annotation: pd.DataFrame, comparison: pd.DataFrame, organs: list[str], reference: str = "gt"
-) -> pd.DataFrame:
+def table1(annotation: pd.DataFrame, comparison: pd.DataFrame, organs: list[str], reference: str) -> pd.DataFrame:
     """Table 1 of the study from this run: crowd-label slice/volume Dice and the models' test Dice."""
     left = annotation.set_index("organ")
     right = comparison.set_index("organ")
@@ -173,7 +171,7 @@ def table1(
     return pd.DataFrame(rows)
 
 
-def table1_markdown(table: pd.DataFrame, reference: str = "gt") -> str:
+def table1_markdown(table: pd.DataFrame, reference: str) -> str:
     """Table 1 as Markdown, laid out like the study's."""
     sources = [
         c.removeprefix("test_").removesuffix("_mean")

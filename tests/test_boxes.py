@@ -91,6 +91,10 @@ def simulated(tmp_path_factory):
             image_path=tmp / f"{case}.nii.gz",
             out_dir=tmp / case,
             manifest_path=tmp / f"{case}.manifest.json",
+            level=40.0,
+            width=400.0,
+            every=1,
+            body_only=False,
         )
         frames[case] = boxes.frame_from_manifest(manifest, PRESETS["project"])
         inputs.append((tmp / f"{case}_seg.nii.gz", tmp / f"{case}.manifest.json"))
@@ -126,6 +130,8 @@ def test_voxel_boxes_agree_with_the_pixel_boxes_through_the_manifest(simulated):
         cases=inputs,
         organ_values=organs,
         out_dir=out,
+        seed=0,
+        formats=("yolo", "voc"),
     )
     table = boxes.annotator_table(out, "ann", PRESETS["project"], ORGANS, frames.get)
     for case, (label_path, _) in zip(["sim0", "sim1"], inputs):

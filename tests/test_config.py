@@ -156,3 +156,33 @@ def test_the_configuration_reference_in_the_docs_is_the_one_the_schemas_generate
     assert written == reference(), "docs/configuration.md is stale: samcrowd config-reference > docs/configuration.md"
     for key in ("segmenter.kind", "crowd.profiles.<name>.jitter_px", "nnunet.train_resources.mem_mb", "`split`"):
         assert key in written
+
+
+def test_the_functions_jobs_call_take_every_setting_without_a_default_of_their_own():
+    # defaults live in the schema only: a library default would hide a setting the job forgot to pass
+    import ast
+    import importlib
+    import inspect
+
+    optional = {"class_overrides", "known_cases", "threads", "embeddings", "encoder_ir", "processes", "out_html"}
+    called = {}
+    for script in sorted((REPO / "scripts").glob("*.py")):
+        tree = ast.parse(script.read_text())
+        imported = {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "samcrowd"
+            for a in n.names
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if isinstance(node.func.value, ast.Name) and node.func.value.id in imported:
+                    module = importlib.import_module(f"samcrowd.{node.func.value.id}")
+                    called[f"{module.__name__}.{node.func.attr}"] = getattr(module, node.func.attr)
+    assert len(called) >= 25
+    defaulted = {
+        name: sorted(p for p, v in inspect.signature(f).parameters.items() if v.default is not inspect.Parameter.empty)
+        for name, f in called.items()
+        if inspect.isfunction(f) or inspect.ismethod(f)
+    }
+    assert {name: set(params) - optional for name, params in defaulted.items() if set(params) - optional} == {}

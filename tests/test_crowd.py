@@ -22,7 +22,14 @@ def case(tmp_path_factory):
     image, label, affine = make_case(PhantomSettings.from_config(shape=(96, 88, 20)), 0, "RAS")
     io.save_volume(tmp / "c.nii.gz", image, affine)
     manifest = export.export_case(
-        case="c", image_path=tmp / "c.nii.gz", out_dir=tmp / "png", manifest_path=tmp / "m.json"
+        case="c",
+        image_path=tmp / "c.nii.gz",
+        out_dir=tmp / "png",
+        manifest_path=tmp / "m.json",
+        level=40.0,
+        width=400.0,
+        every=1,
+        body_only=False,
     )
     return label, manifest, export.SliceGeometry.from_dict(manifest["geometry"])
 
@@ -118,6 +125,8 @@ def test_the_simulated_folder_is_what_openlabeling_writes(case, tmp_path):
         cases=[(tmp_path / "seg.nii.gz", tmp_path / "m.json")],
         organ_values=ORGAN_VALUES,
         out_dir=tmp_path / "ann",
+        seed=0,
+        formats=("yolo", "voc"),
     )
     assert (tmp_path / "ann/class_list.txt").read_text().split() == ORGANS
     assert sorted(p.stem for p in (tmp_path / "ann/YOLO_darknet").iterdir()) == sorted(drawn)

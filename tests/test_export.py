@@ -39,7 +39,14 @@ def phantom_cases(tmp_path_factory):
 def test_export_writes_every_slice_in_radiological_display(tmp_path, phantom_cases, code):
     path, label = phantom_cases[code]
     manifest = export.export_case(
-        case="c7", image_path=path, out_dir=tmp_path / "c7", manifest_path=tmp_path / "c7.manifest.json"
+        case="c7",
+        image_path=path,
+        out_dir=tmp_path / "c7",
+        manifest_path=tmp_path / "c7.manifest.json",
+        level=40.0,
+        width=400.0,
+        every=1,
+        body_only=False,
     )
     m, g = export.load_manifest(tmp_path / "c7.manifest.json")
     assert m == manifest and m["orientation"] == code
@@ -65,7 +72,14 @@ def test_every_nth_and_body_only(tmp_path):
     image[5:15, 5:15, 3:9] = 40  # the body occupies slices 3..8
     io.save_volume(tmp_path / "i.nii.gz", image, np.diag([-1.0, 1.0, 3.0, 1.0]))
     m = export.export_case(
-        case="c", image_path=tmp_path / "i.nii.gz", out_dir=tmp_path / "a", manifest_path=tmp_path / "a.json", every=2
+        case="c",
+        image_path=tmp_path / "i.nii.gz",
+        out_dir=tmp_path / "a",
+        manifest_path=tmp_path / "a.json",
+        every=2,
+        level=40.0,
+        width=400.0,
+        body_only=False,
     )
     assert [r["slice"] for r in m["slices"]] == [0, 2, 4, 6, 8, 10]
     m = export.export_case(
@@ -74,6 +88,9 @@ def test_every_nth_and_body_only(tmp_path):
         out_dir=tmp_path / "b",
         manifest_path=tmp_path / "b.json",
         body_only=True,
+        level=40.0,
+        width=400.0,
+        every=1,
     )
     assert [r["slice"] for r in m["slices"]] == [3, 4, 5, 6, 7, 8]
 
@@ -92,7 +109,14 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, phantom_cases, monkeypa
     monkeypatch.setattr(Image.Image, "save", flaky_save)
     with pytest.raises(OSError):
         export.export_case(
-            case="c", image_path=path, out_dir=tmp_path / "c", manifest_path=tmp_path / "c.manifest.json"
+            case="c",
+            image_path=path,
+            out_dir=tmp_path / "c",
+            manifest_path=tmp_path / "c.manifest.json",
+            level=40.0,
+            width=400.0,
+            every=1,
+            body_only=False,
         )
     assert list(tmp_path.iterdir()) == []
 
@@ -102,6 +126,13 @@ def test_missing_image_is_a_clear_error(tmp_path):
 
     with pytest.raises(SamcrowdError, match=r"nothere\.nii\.gz: file not found"):
         export.export_case(
-            case="c", image_path=tmp_path / "nothere.nii.gz", out_dir=tmp_path / "c", manifest_path=tmp_path / "c.json"
+            case="c",
+            image_path=tmp_path / "nothere.nii.gz",
+            out_dir=tmp_path / "c",
+            manifest_path=tmp_path / "c.json",
+            level=40.0,
+            width=400.0,
+            every=1,
+            body_only=False,
         )
     assert list(tmp_path.iterdir()) == []

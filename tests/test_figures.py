@@ -25,10 +25,15 @@ def dice_table():
 
 def test_figures_are_reproducible_byte_for_byte(tmp_path):
     dice = dice_table()
-    comparison = stats.compare(dice, ORGANS)
+    comparison = stats.compare(dice, ORGANS, reference="gt", correct=False)
     for run in ("a", "b"):
         figures.test_dice_figure(
-            dice=dice, comparison=comparison, organs=ORGANS, outs=[tmp_path / f"{run}.png", tmp_path / f"{run}.svg"]
+            dice=dice,
+            comparison=comparison,
+            organs=ORGANS,
+            outs=[tmp_path / f"{run}.png", tmp_path / f"{run}.svg"],
+            reference="gt",
+            dpi=150,
         )
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
@@ -47,7 +52,7 @@ def test_reliability_and_annotation_figures(tmp_path):
             "flagged": [False, True],
         }
     )
-    figures.reliability_figure(quality=quality, threshold=0.6, outs=[tmp_path / "q.png"])
+    figures.reliability_figure(quality=quality, threshold=0.6, outs=[tmp_path / "q.png"], dpi=150)
     volumes = pd.DataFrame(
         [
             {"case": "c", "organ": o, "source": s, "dice": 0.7, "n_ref": 1, "n_pred": 1}
@@ -61,7 +66,7 @@ def test_reliability_and_annotation_figures(tmp_path):
             for o in ORGANS
         ]
     )
-    figures.annotation_figure(slices=slices, volumes=volumes, organs=ORGANS, outs=[tmp_path / "a.png"])
+    figures.annotation_figure(slices=slices, volumes=volumes, organs=ORGANS, outs=[tmp_path / "a.png"], dpi=150)
     assert (tmp_path / "q.png").stat().st_size > 5000 and (tmp_path / "a.png").stat().st_size > 5000
 
 
@@ -86,6 +91,14 @@ def test_overlay_figure_of_a_stored_las_case(tmp_path):
     io.save_volume(tmp_path / "i.nii.gz", data, affine)
     io.save_volume(tmp_path / "l.nii.gz", lab, affine)
     figures.overlay_figure(
-        tmp_path / "i.nii.gz", lab, {"crowd": tmp_path / "l.nii.gz"}, ["liver"], [tmp_path / "o.png"], "test"
+        tmp_path / "i.nii.gz",
+        lab,
+        {"crowd": tmp_path / "l.nii.gz"},
+        ["liver"],
+        [tmp_path / "o.png"],
+        "test",
+        dpi=150,
+        level=40,
+        width=400,
     )
     assert (tmp_path / "o.png").stat().st_size > 5000

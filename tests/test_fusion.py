@@ -50,11 +50,11 @@ def test_majority_keeps_pixels_of_half_the_voters_or_more():
     a = annotation("a", {3: [(1, 2, 10, 2, 10)]})
     b = annotation("b", {3: [(1, 4, 12, 4, 12)]})
     c = annotation("c", {3: [(1, 6, 14, 6, 14)]})
-    stacked, table = fusion.fuse("c", [a, b, c], G, ORGANS)
+    stacked, table = fusion.fuse("c", [a, b, c], G, ORGANS, method="majority", absent="background")
     p = plane(stacked, 3) == 1
     votes = (plane(a.volume, 3) == 1).astype(int) + (plane(b.volume, 3) == 1) + (plane(c.volume, 3) == 1)
     assert np.array_equal(p, votes >= 2)
-    two, _ = fusion.fuse("c", [a, b], G, ORGANS)
+    two, _ = fusion.fuse("c", [a, b], G, ORGANS, method="majority", absent="background")
     assert np.array_equal(plane(two, 3) == 1, (plane(a.volume, 3) == 1) | (plane(b.volume, 3) == 1))  # ties kept
     row = table[(table.organ == "liver") & (table.slice == 3)].iloc[0]
     assert (row.voters, row.boxed) == (3, 3)
@@ -64,16 +64,16 @@ def test_an_annotator_who_opened_the_slice_without_a_box_votes_absent_unless_abs
     a = annotation("a", {3: [(1, 2, 10, 2, 10)]})
     b = annotation("b", {}, opened=[3])
     c = annotation("c", {}, opened=[3])
-    stacked, table = fusion.fuse("c", [a, b, c], G, ORGANS, absent="background")
+    stacked, table = fusion.fuse("c", [a, b, c], G, ORGANS, absent="background", method="majority")
     assert not (plane(stacked, 3) == 1).any()  # 1 of 3 voters
-    abstain, table2 = fusion.fuse("c", [a, b, c], G, ORGANS, absent="abstain")
+    abstain, table2 = fusion.fuse("c", [a, b, c], G, ORGANS, absent="abstain", method="majority")
     assert np.array_equal(plane(abstain, 3) == 1, plane(a.volume, 3) == 1)
     assert table2[(table2.organ == "liver") & (table2.slice == 3)].voters.item() == 1
 
 
 def test_slices_nobody_opened_stay_empty_and_are_not_in_the_table():
     a = annotation("a", {2: [(1, 2, 10, 2, 10)], 6: [(1, 2, 10, 2, 10)]})
-    stacked, table = fusion.fuse("c", [a], G, ORGANS)
+    stacked, table = fusion.fuse("c", [a], G, ORGANS, method="majority", absent="background")
     assert set(table.slice) == {2, 6}
     assert not stacked[:, :, 3:6].any()
 
@@ -82,7 +82,7 @@ def test_staple_fuses_with_simpleitk():
     a = annotation("a", {3: [(1, 2, 12, 2, 12)]})
     b = annotation("b", {3: [(1, 3, 12, 2, 12)]})
     c = annotation("c", {3: [(1, 2, 12, 2, 11)]})
-    stacked, _ = fusion.fuse("c", [a, b, c], G, ORGANS, method="staple")
+    stacked, _ = fusion.fuse("c", [a, b, c], G, ORGANS, method="staple", absent="background")
     p = plane(stacked, 3) == 1
     assert p[3:12, 2:11].all() and not p[0:2].any()
 
@@ -91,17 +91,21 @@ def test_overlapping_organs_go_to_the_stronger_vote_and_ties_to_the_organ_listed
     a = annotation("a", {4: [(1, 2, 10, 2, 10)]})
     b = annotation("b", {4: [(2, 5, 8, 5, 8)]})
     c = annotation("c", {4: [(2, 5, 8, 5, 8), (1, 2, 10, 12, 16)]})
-    stacked, _ = fusion.fuse("c", [a, b, c], G, ORGANS)  # every opener votes on every organ
+    stacked, _ = fusion.fuse(
+        "c", [a, b, c], G, ORGANS, method="majority", absent="background"
+    )  # every opener votes on every organ
     p = plane(stacked, 4)
     assert (p[5:8, 5:8] == 2).all()  # aorta 2 of 3 votes, liver 1 of 3 there
     assert not (p[2:5, 2:10] == 1).any()  # liver alone 1 of 3: dropped
-    tie, _ = fusion.fuse("c", [a, b], G, ORGANS)  # liver 1 of 2, aorta 1 of 2 on the overlap
+    tie, _ = fusion.fuse(
+        "c", [a, b], G, ORGANS, method="majority", absent="background"
+    )  # liver 1 of 2, aorta 1 of 2 on the overlap
     assert (plane(tie, 4)[5:8, 5:8] == 1).all()
 
 
 def test_completion_fills_between_annotated_slices_only():
     a = annotation("a", {2: [(1, 4, 12, 4, 12)], 6: [(1, 4, 12, 4, 12)], 8: [(2, 1, 3, 1, 3)]})
-    stacked, _ = fusion.fuse("c", [a], G, ORGANS)
+    stacked, _ = fusion.fuse("c", [a], G, ORGANS, method="majority", absent="background")
     completed = fusion.complete(stacked, G, (1.0, 1.0), len(ORGANS))
     for k in (3, 4, 5):
         assert np.array_equal(plane(completed, k) == 1, plane(stacked, 2) == 1)  # same square in between
@@ -112,7 +116,7 @@ def test_completion_fills_between_annotated_slices_only():
 
 def test_completion_morphs_between_different_shapes():
     a = annotation("a", {1: [(1, 2, 18, 2, 18)], 5: [(1, 8, 12, 8, 12)]})
-    stacked, _ = fusion.fuse("c", [a], G, ORGANS)
+    stacked, _ = fusion.fuse("c", [a], G, ORGANS, method="majority", absent="background")
     completed = fusion.complete(stacked, G, (1.0, 1.0), len(ORGANS))
     areas = [(plane(completed, k) == 1).sum() for k in range(1, 6)]
     assert areas[0] == 256 and areas[-1] == 16
@@ -126,7 +130,14 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
 
     io.save_volume(tmp_path / "img.nii.gz", np.zeros(SHAPE, np.int16), AFFINE)
     export.export_case(
-        case="c", image_path=tmp_path / "img.nii.gz", out_dir=tmp_path / "png", manifest_path=tmp_path / "m.json"
+        case="c",
+        image_path=tmp_path / "img.nii.gz",
+        out_dir=tmp_path / "png",
+        manifest_path=tmp_path / "m.json",
+        level=40.0,
+        width=400.0,
+        every=1,
+        body_only=False,
     )
     masks = {}
     for name, spec in {"a": {2: [(1, 4, 12, 4, 12)], 6: [(1, 4, 12, 4, 12)]}, "b": {2: [(1, 4, 12, 4, 12)]}}.items():
@@ -143,6 +154,9 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
         out_stacked=tmp_path / "s.nii.gz",
         out_crowd=tmp_path / "crowd.nii.gz",
         out_table=tmp_path / "t.tsv",
+        method="majority",
+        absent="background",
+        completion=True,
     )
     back, affine = io.load_volume(tmp_path / "crowd.nii.gz")
     assert np.array_equal(affine, io.read_header(tmp_path / "img.nii.gz")[1]) and np.array_equal(back, crowd)
@@ -159,4 +173,7 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
             out_stacked=tmp_path / "x.nii.gz",
             out_crowd=tmp_path / "y.nii.gz",
             out_table=tmp_path / "z.tsv",
+            method="majority",
+            absent="background",
+            completion=True,
         )

@@ -227,7 +227,14 @@ def exported_case(tmp_path_factory):
     folder = tmp_path_factory.mktemp("case")
     io.save_volume(folder / "c.nii.gz", np.zeros((64, 48, 6), np.int16), np.diag([0.8, 0.8, 3.0, 1.0]))
     manifest = export.export_case(
-        case="c", image_path=folder / "c.nii.gz", out_dir=folder / "png", manifest_path=folder / "c.manifest.json"
+        case="c",
+        image_path=folder / "c.nii.gz",
+        out_dir=folder / "png",
+        manifest_path=folder / "c.manifest.json",
+        level=40.0,
+        width=400.0,
+        every=1,
+        body_only=False,
     )
     return boxes.frame_from_manifest(manifest, PRESETS["project"])
 

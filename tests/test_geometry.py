@@ -101,7 +101,14 @@ def test_exported_png_file_round_trip_for_every_orientation(tmp_path, code):
     stored_obj, _ = reorient(obj, ras_affine(shape, (0.8, 0.8, 3.0)), code)
     io.save_volume(tmp_path / "img.nii.gz", image, affine)
     manifest = export.export_case(
-        case="c1", image_path=tmp_path / "img.nii.gz", out_dir=tmp_path / "png", manifest_path=tmp_path / "m.json"
+        case="c1",
+        image_path=tmp_path / "img.nii.gz",
+        out_dir=tmp_path / "png",
+        manifest_path=tmp_path / "m.json",
+        level=40.0,
+        width=400.0,
+        every=1,
+        body_only=False,
     )
     _, g = export.load_manifest(tmp_path / "m.json")
     hits = 0

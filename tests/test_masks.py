@@ -24,7 +24,14 @@ def prepare_case(tmp, code, organs=ORGANS, profiles=(PERFECT,), shape=(64, 56, 1
     io.save_volume(tmp / "img.nii.gz", image, affine)
     io.save_volume(tmp / "seg.nii.gz", label, affine)
     manifest = export.export_case(
-        case="c", image_path=tmp / "img.nii.gz", out_dir=tmp / "png", manifest_path=tmp / "c.manifest.json"
+        case="c",
+        image_path=tmp / "img.nii.gz",
+        out_dir=tmp / "png",
+        manifest_path=tmp / "c.manifest.json",
+        level=40.0,
+        width=400.0,
+        every=1,
+        body_only=False,
     )
     values = {o: LABELS[o] for o in organs}
     frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
@@ -37,6 +44,8 @@ def prepare_case(tmp, code, organs=ORGANS, profiles=(PERFECT,), shape=(64, 56, 1
             cases=[(tmp / "seg.nii.gz", tmp / "c.manifest.json")],
             organ_values=values,
             out_dir=folder,
+            seed=0,
+            formats=("yolo", "voc"),
         )
         table = boxes.annotator_table(folder, f"ann{i}", PRESETS["project"], list(organs), {"c": frame}.get)
         io.write_tsv(tmp / f"ann{i}.tsv", table)

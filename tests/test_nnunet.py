@@ -61,7 +61,13 @@ def test_nnunet_sees_every_case_in_one_orientation_and_predictions_return_to_the
     paths = paths_in(tmp_path)
     out = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
     nnunet.write_dataset(
-        out_dir=out, paths=paths, dataset_id=501, source="gt", cases=tiny_cases[:4], organ_values=ORGAN_VALUES
+        out_dir=out,
+        paths=paths,
+        dataset_id=501,
+        source="gt",
+        cases=tiny_cases[:4],
+        organ_values=ORGAN_VALUES,
+        other_labels="error",
     )  # stored LAS, RAS, LAS, LPS
     for case, image, label in tiny_cases[:4]:
         written = nib.load(out / "imagesTr" / f"{case}_0000.nii.gz")
@@ -84,7 +90,13 @@ def test_dataset_holds_the_training_cases_in_nnunets_format(tmp_path, tiny_cases
     paths = paths_in(tmp_path)
     out = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
     dataset = nnunet.write_dataset(
-        out_dir=out, paths=paths, dataset_id=501, source="gt", cases=tiny_cases[:4], organ_values=ORGAN_VALUES
+        out_dir=out,
+        paths=paths,
+        dataset_id=501,
+        source="gt",
+        cases=tiny_cases[:4],
+        organ_values=ORGAN_VALUES,
+        other_labels="error",
     )
     assert dataset["labels"] == {
         "background": 0,
@@ -117,6 +129,7 @@ def test_bad_labels_and_taken_dataset_ids_are_refused(tmp_path, tiny_cases):
             source="gt",
             cases=[(case, image, str(tmp_path / "odd.nii.gz"))],
             organ_values=ORGAN_VALUES,
+            other_labels="error",
         )
     nnunet.write_dataset(
         out_dir=tmp_path / "nnunet/raw/Dataset501_samcrowd_gt",
@@ -137,6 +150,7 @@ def test_bad_labels_and_taken_dataset_ids_are_refused(tmp_path, tiny_cases):
             source="crowd",
             cases=[(case, image, str(tmp_path / "crowd.nii.gz"))],
             organ_values=ORGAN_VALUES,
+            other_labels="error",
         )
     (tmp_path / "nnunet/results/Dataset503_SomebodyElse").mkdir(parents=True)
     with pytest.raises(SamcrowdError, match=r"Dataset503_SomebodyElse: nnU-Net dataset id 503 is already used"):
@@ -147,6 +161,7 @@ def test_bad_labels_and_taken_dataset_ids_are_refused(tmp_path, tiny_cases):
             source="stacked",
             cases=tiny_cases[:1],
             organ_values=ORGAN_VALUES,
+            other_labels="error",
         )
     assert not (tmp_path / "nnunet/raw/Dataset503_samcrowd_stacked").exists()
 
@@ -196,6 +211,8 @@ def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, mon
             fold=0,
             trainer="nnUNetTrainer_x",
             device="cpu",
+            deterministic=False,
+            seed=0,
         )
     assert "is damaged (the job was killed while writing it?): removing it" in caplog.text
     assert not (folder / "checkpoint_latest.pth").exists() and "--c" not in calls[0]
@@ -230,6 +247,7 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
                 trainer="nnUNetTrainer_x",
                 device="cpu",
                 seed=seed,
+                deterministic=False,
             )
         leave_checkpoints()  # as if killed after some epochs
         return calls[-1]
@@ -265,6 +283,7 @@ def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_
                 device="cpu",
                 processes=4,
                 deterministic=deterministic,
+                seed=0,
             )
     assert [env[nnunet.THREADS_VARIABLE] for env in calls] == ["4", "1"]
     assert [env["nnUNet_n_proc_DA"] for env in calls] == ["3", "0"]
@@ -278,7 +297,13 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     monkeypatch.setenv("nnUNet_extTrainer", str(tmp_path / "trainers"))
     raw = tmp_path / "nnunet/raw/Dataset501_samcrowd_gt"
     nnunet.write_dataset(
-        out_dir=raw, paths=paths, dataset_id=501, source="gt", cases=tiny_cases[:4], organ_values=ORGAN_VALUES
+        out_dir=raw,
+        paths=paths,
+        dataset_id=501,
+        source="gt",
+        cases=tiny_cases[:4],
+        organ_values=ORGAN_VALUES,
+        other_labels="error",
     )
     splits = nnunet.preprocess(
         raw_dataset=raw, paths=paths, dataset_id=501, configuration="3d_fullres", n_folds=2, seed=0
@@ -289,12 +314,20 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     # fold 0 straight through; fold 1 killed after its first checkpoint, then rerun: it continues
     trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 6 short epochs, a checkpoint every epoch
     nnunet.train(
-        paths=paths, dataset_id=501, source="gt", configuration="3d_fullres", fold=0, trainer=trainer, device="cpu"
+        paths=paths,
+        dataset_id=501,
+        source="gt",
+        configuration="3d_fullres",
+        fold=0,
+        trainer=trainer,
+        device="cpu",
+        deterministic=False,
+        seed=0,
     )
     folder = nnunet.fold_folder(paths, 501, "gt", trainer, "3d_fullres", 1)
     code = (
         f"from samcrowd import nnunet; nnunet.train(paths={paths!r}, dataset_id=501, source='gt', "
-        f"configuration='3d_fullres', fold=1, trainer={trainer!r}, device='cpu')"
+        f"configuration='3d_fullres', fold=1, trainer={trainer!r}, device='cpu', deterministic=False, seed=0)"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -307,7 +340,15 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
     with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
         nnunet.train(
-            paths=paths, dataset_id=501, source="gt", configuration="3d_fullres", fold=1, trainer=trainer, device="cpu"
+            paths=paths,
+            dataset_id=501,
+            source="gt",
+            configuration="3d_fullres",
+            fold=1,
+            trainer=trainer,
+            device="cpu",
+            deterministic=False,
+            seed=0,
         )
     assert "continuing the interrupted training" in caplog.text
     epochs = [int(m) for m in re.findall(r"nnU-Net: [\d\-: .]*Epoch (\d+)$", caplog.text, re.M)]
@@ -336,6 +377,7 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
         predictions={"gt": tmp_path / "predictions"},
         references=[(c, label) for c, _, label in tiny_cases[4:]],
         organ_values=ORGAN_VALUES,
+        other_labels="error",
     )
     assert len(table) == 10 and set(table.organ) == set(ORGANS)
     assert table.dice.dropna().between(0, 1).all()

@@ -19,7 +19,7 @@ def default_crowd(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crowd")
     config = check_config({})
     settings = PhantomSettings.from_config(shape=(112, 112, 32))
-    seg = segmenters.RandomWalkerSegmenter()
+    seg = segmenters.RandomWalkerSegmenter.from_config()
     tables, cases = [], {}
     for i, code in enumerate(["LAS", "RAS", "LPS"]):
         case = f"c{i}"
@@ -27,7 +27,14 @@ def default_crowd(tmp_path_factory):
         io.save_volume(tmp / f"{case}.nii.gz", image, affine)
         io.save_volume(tmp / f"{case}_seg.nii.gz", label, affine)
         manifest = export.export_case(
-            case=case, image_path=tmp / f"{case}.nii.gz", out_dir=tmp / case, manifest_path=tmp / f"{case}.json"
+            case=case,
+            image_path=tmp / f"{case}.nii.gz",
+            out_dir=tmp / case,
+            manifest_path=tmp / f"{case}.json",
+            level=40.0,
+            width=400.0,
+            every=1,
+            body_only=False,
         )
         frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
         cases[case] = (frame.output, [])
@@ -39,6 +46,8 @@ def default_crowd(tmp_path_factory):
                 cases=[(tmp / f"{case}_seg.nii.gz", tmp / f"{case}.json")],
                 organ_values={o: LABELS[o] for o in ORGANS},
                 out_dir=folder,
+                seed=0,
+                formats=("yolo", "voc"),
             )
             table = boxes.annotator_table(folder, name, PRESETS["project"], ORGANS, {case: frame}.get)
             io.write_tsv(tmp / f"{case}-{name}.tsv", table)

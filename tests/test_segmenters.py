@@ -165,7 +165,7 @@ def dice(a, b):
 
 def test_the_weight_free_segmenter_clearly_beats_the_filled_box_on_the_phantom():
     settings = PhantomSettings.from_config()
-    rw, box = segmenters.RandomWalkerSegmenter(), segmenters.BoxSegmenter()
+    rw, box = segmenters.RandomWalkerSegmenter.from_config(), segmenters.BoxSegmenter()
     scores = {"rw": [], "box": []}
     for case in (0, 1):
         image, label, affine = make_case(settings, case, "LAS")

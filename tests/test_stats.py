@@ -101,7 +101,7 @@ def test_the_overall_row_compares_each_cases_mean_over_organs():
             {"source": "crowd", "case": case, "organ": "a", "dice": c1},
             {"source": "crowd", "case": case, "organ": "b", "dice": c2},
         ]
-    table = stats.compare(pd.DataFrame(rows), ["a", "b"]).set_index("organ")
+    table = stats.compare(pd.DataFrame(rows), ["a", "b"], reference="gt", correct=False).set_index("organ")
     assert table.loc["mean", "gt_mean"] == pytest.approx(np.mean([0.8, 0.8, 0.925]))  # NaN skipped per case
     assert table.loc["b", "gt_n"] == 2 and table.loc["b", "pairs_crowd"] == 2
     assert table.loc["a", "gt_sd"] == pytest.approx(np.std([0.9, 0.8, 0.95], ddof=1))
