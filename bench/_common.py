@@ -45,10 +45,7 @@ def phantom_with_crowd(folder: Path, case_index: int = 0, code: str = "LAS", sha
         image_path=folder / "img.nii.gz",
         out_dir=folder / "png",
         manifest_path=folder / "c.manifest.json",
-        level=40.0,
-        width=400.0,
-        every=1,
-        body_only=False,
+        **export.settings(),
     )
     frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
     tables = []

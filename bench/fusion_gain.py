@@ -37,10 +37,7 @@ def one_seed(seed: int, n_cases: int, tmp: Path) -> pd.DataFrame:
             image_path=tmp / f"{case}.nii.gz",
             out_dir=tmp / case,
             manifest_path=tmp / f"{case}.json",
-            level=40.0,
-            width=400.0,
-            every=1,
-            body_only=False,
+            **export.settings(),
         )
         frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
         per_case[case] = {}

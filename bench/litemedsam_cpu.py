@@ -56,10 +56,7 @@ def main() -> None:
             image_path=SCAN / "example_ct_sm.nii.gz",
             out_dir=tmp / "png",
             manifest_path=tmp / "ct.manifest.json",
-            level=40.0,
-            width=400.0,
-            every=1,
-            body_only=False,
+            **export.settings(),
         )
         _, geometry = export.load_manifest(tmp / "ct.manifest.json")
         records = manifest["slices"][:: args.every]

@@ -76,10 +76,7 @@ def main() -> None:
             image_path=SCAN / "example_ct_sm.nii.gz",
             out_dir=tmp / "png",
             manifest_path=tmp / "ct.manifest.json",
-            level=40.0,
-            width=400.0,
-            every=1,
-            body_only=False,
+            **export.settings(),
         )
         _, geometry = export.load_manifest(tmp / "ct.manifest.json")
         label, _ = io.load_volume(SCAN / "example_seg.nii.gz", np.uint8)

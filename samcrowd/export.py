@@ -52,6 +52,21 @@ def select_slices(
     return chosen
 
 
+def settings(section: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    """`export_case`'s settings (level, width, every, body_only) from the config's `export` section;
+    missing keys take the schema's defaults (the abdomen window, every slice)."""
+    from samcrowd.config import load_schema, validate
+
+    section = validate(dict(section or {}), load_schema("config")["properties"]["export"], "config: export")
+    chosen = {
+        "level": section["window_level"],
+        "width": section["window_width"],
+        "every": section["every"],
+        "body_only": section["body_only"],
+    }
+    return {**chosen, **changes}
+
+
 def export_case(
     *,
     case: str,

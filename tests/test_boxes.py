@@ -91,10 +91,7 @@ def simulated(tmp_path_factory):
             image_path=tmp / f"{case}.nii.gz",
             out_dir=tmp / case,
             manifest_path=tmp / f"{case}.manifest.json",
-            level=40.0,
-            width=400.0,
-            every=1,
-            body_only=False,
+            **export.settings(),
         )
         frames[case] = boxes.frame_from_manifest(manifest, PRESETS["project"])
         inputs.append((tmp / f"{case}_seg.nii.gz", tmp / f"{case}.manifest.json"))

@@ -26,10 +26,7 @@ def case(tmp_path_factory):
         image_path=tmp / "c.nii.gz",
         out_dir=tmp / "png",
         manifest_path=tmp / "m.json",
-        level=40.0,
-        width=400.0,
-        every=1,
-        body_only=False,
+        **export.settings(),
     )
     return label, manifest, export.SliceGeometry.from_dict(manifest["geometry"])
 

@@ -43,10 +43,7 @@ def test_export_writes_every_slice_in_radiological_display(tmp_path, phantom_cas
         image_path=path,
         out_dir=tmp_path / "c7",
         manifest_path=tmp_path / "c7.manifest.json",
-        level=40.0,
-        width=400.0,
-        every=1,
-        body_only=False,
+        **export.settings(),
     )
     m, g = export.load_manifest(tmp_path / "c7.manifest.json")
     assert m == manifest and m["orientation"] == code
@@ -76,10 +73,7 @@ def test_every_nth_and_body_only(tmp_path):
         image_path=tmp_path / "i.nii.gz",
         out_dir=tmp_path / "a",
         manifest_path=tmp_path / "a.json",
-        every=2,
-        level=40.0,
-        width=400.0,
-        body_only=False,
+        **export.settings(every=2),
     )
     assert [r["slice"] for r in m["slices"]] == [0, 2, 4, 6, 8, 10]
     m = export.export_case(
@@ -87,10 +81,7 @@ def test_every_nth_and_body_only(tmp_path):
         image_path=tmp_path / "i.nii.gz",
         out_dir=tmp_path / "b",
         manifest_path=tmp_path / "b.json",
-        body_only=True,
-        level=40.0,
-        width=400.0,
-        every=1,
+        **export.settings(body_only=True),
     )
     assert [r["slice"] for r in m["slices"]] == [3, 4, 5, 6, 7, 8]
 
@@ -113,10 +104,7 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, phantom_cases, monkeypa
             image_path=path,
             out_dir=tmp_path / "c",
             manifest_path=tmp_path / "c.manifest.json",
-            level=40.0,
-            width=400.0,
-            every=1,
-            body_only=False,
+            **export.settings(),
         )
     assert list(tmp_path.iterdir()) == []
 
@@ -130,9 +118,16 @@ def test_missing_image_is_a_clear_error(tmp_path):
             image_path=tmp_path / "nothere.nii.gz",
             out_dir=tmp_path / "c",
             manifest_path=tmp_path / "c.json",
-            level=40.0,
-            width=400.0,
-            every=1,
-            body_only=False,
+            **export.settings(),
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_settings_come_from_the_config_section_or_the_schemas_defaults():
+    assert export.settings() == {"level": 40, "width": 400, "every": 1, "body_only": False}
+    assert export.settings({"window_level": 50, "every": 3}, body_only=True) == {
+        "level": 50,
+        "width": 400,
+        "every": 3,
+        "body_only": True,
+    }

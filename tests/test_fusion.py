@@ -134,10 +134,7 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
         image_path=tmp_path / "img.nii.gz",
         out_dir=tmp_path / "png",
         manifest_path=tmp_path / "m.json",
-        level=40.0,
-        width=400.0,
-        every=1,
-        body_only=False,
+        **export.settings(),
     )
     masks = {}
     for name, spec in {"a": {2: [(1, 4, 12, 4, 12)], 6: [(1, 4, 12, 4, 12)]}, "b": {2: [(1, 4, 12, 4, 12)]}}.items():

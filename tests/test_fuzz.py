@@ -231,10 +231,7 @@ def exported_case(tmp_path_factory):
         image_path=folder / "c.nii.gz",
         out_dir=folder / "png",
         manifest_path=folder / "c.manifest.json",
-        level=40.0,
-        width=400.0,
-        every=1,
-        body_only=False,
+        **export.settings(),
     )
     return boxes.frame_from_manifest(manifest, PRESETS["project"])
 

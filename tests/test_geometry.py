@@ -105,10 +105,7 @@ def test_exported_png_file_round_trip_for_every_orientation(tmp_path, code):
         image_path=tmp_path / "img.nii.gz",
         out_dir=tmp_path / "png",
         manifest_path=tmp_path / "m.json",
-        level=40.0,
-        width=400.0,
-        every=1,
-        body_only=False,
+        **export.settings(),
     )
     _, g = export.load_manifest(tmp_path / "m.json")
     hits = 0

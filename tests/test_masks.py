@@ -28,10 +28,7 @@ def prepare_case(tmp, code, organs=ORGANS, profiles=(PERFECT,), shape=(64, 56, 1
         image_path=tmp / "img.nii.gz",
         out_dir=tmp / "png",
         manifest_path=tmp / "c.manifest.json",
-        level=40.0,
-        width=400.0,
-        every=1,
-        body_only=False,
+        **export.settings(),
     )
     values = {o: LABELS[o] for o in organs}
     frame = boxes.frame_from_manifest(manifest, PRESETS["project"])

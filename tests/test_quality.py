@@ -31,10 +31,7 @@ def default_crowd(tmp_path_factory):
             image_path=tmp / f"{case}.nii.gz",
             out_dir=tmp / case,
             manifest_path=tmp / f"{case}.json",
-            level=40.0,
-            width=400.0,
-            every=1,
-            body_only=False,
+            **export.settings(),
         )
         frame = boxes.frame_from_manifest(manifest, PRESETS["project"])
         cases[case] = (frame.output, [])
