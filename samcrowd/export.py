@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from samcrowd import io
+from samcrowd.config import load_schema, validate
 from samcrowd.errors import SamcrowdError
 from samcrowd.geometry import SliceGeometry, orientation_code
 
@@ -55,8 +56,6 @@ def select_slices(
 def settings(section: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
     """`export_case`'s settings (level, width, every, body_only) from the config's `export` section;
     missing keys take the schema's defaults (the abdomen window, every slice)."""
-    from samcrowd.config import load_schema, validate
-
     section = validate(dict(section or {}), load_schema("config")["properties"]["export"], "config: export")
     chosen = {
         "level": section["window_level"],

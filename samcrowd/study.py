@@ -39,12 +39,6 @@ class Study:
     overlay_cases: dict[str, str | None]  # figure (crowd, models) -> case, None when there is none
     checkpoint: str | None  # the segmenter's weights file
 
-    def image(self, case: str) -> str:
-        return self.cases.loc[case, "image"]
-
-    def label(self, case: str) -> str:
-        return self.cases.loc[case, "label"]
-
 
 def plan(config: dict[str, Any], *, environ: Mapping[str, str] | None = None) -> Study:
     """Validate `config` (defaults filled in place), read the cases and check that the study can run.

@@ -3,6 +3,7 @@ predicted and evaluated through the real nnunetv2 programs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -313,17 +314,18 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
 
     # fold 0 straight through; fold 1 killed after its first checkpoint, then rerun: it continues
     trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 6 short epochs, a checkpoint every epoch
-    nnunet.train(
+    train = functools.partial(  # one training: fold 0 straight through, fold 1 resumed after a kill
+        nnunet.train,
         paths=paths,
         dataset_id=501,
         source="gt",
         configuration="3d_fullres",
-        fold=0,
         trainer=trainer,
         device="cpu",
         deterministic=False,
         seed=0,
     )
+    train(fold=0)
     folder = nnunet.fold_folder(paths, 501, "gt", trainer, "3d_fullres", 1)
     code = (
         f"from samcrowd import nnunet; nnunet.train(paths={paths!r}, dataset_id=501, source='gt', "
@@ -339,17 +341,7 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     proc.wait()
     assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
     with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
-        nnunet.train(
-            paths=paths,
-            dataset_id=501,
-            source="gt",
-            configuration="3d_fullres",
-            fold=1,
-            trainer=trainer,
-            device="cpu",
-            deterministic=False,
-            seed=0,
-        )
+        train(fold=1)
     assert "continuing the interrupted training" in caplog.text
     epochs = [int(m) for m in re.findall(r"nnU-Net: [\d\-: .]*Epoch (\d+)$", caplog.text, re.M)]
     assert epochs and epochs[0] > 0 and epochs[-1] == 5  # picked up where it stopped, ran to the end

@@ -32,7 +32,8 @@ def test_the_embedded_default_plans_every_stage():
     assert plan.overlay_cases == {"crowd": plan.evaluated[0], "models": plan.test[0]}
     assert plan.nnunet_paths == {k: f"results/nnunet/{k}" for k in ("raw", "preprocessed", "results")}
     assert Path(plan.checkpoint).name == "lite_medsam.pth" and Path(plan.checkpoint).is_file()
-    assert plan.image(plan.test[0]).endswith(f"{plan.test[0]}.nii.gz") and plan.label(plan.test[0])
+    first_test = plan.cases.loc[plan.test[0]]
+    assert first_test["image"].endswith(f"{plan.test[0]}.nii.gz") and first_test["label"]
 
 
 def test_plan_validates_the_config_and_fills_its_defaults():
