@@ -1,4 +1,4 @@
-# annotations: the crowd's OpenLabeling folders (simulated or real) -> validated box tables.
+# annotations: the crowd's OpenLabeling folders (simulated); real folders are read by the masks jobs.
 
 if config["annotations"]["source"] == "simulate":
 
@@ -24,27 +24,3 @@ if config["annotations"]["source"] == "simulate":
             formats=config["crowd"]["formats"],
         script:
             "../scripts/simulate_crowd.py"
-
-
-rule boxes:
-    """Parse and check one annotator's files for one case into a box table."""
-    input:
-        folder=ANNOTATION_FOLDER,
-        manifest="results/slices/{case}.manifest.json",
-    output:
-        "results/boxes/{case}/{annotator}.tsv",
-    log:
-        "results/logs/boxes/{case}/{annotator}.log",
-    conda:
-        "../envs/samcrowd.yaml"
-    threads: 1
-    resources:
-        mem_mb=scaled(1000),
-        runtime=scaled(10),
-    params:
-        naming=config["annotations"]["naming"],
-        organs=list(config["organs"]),
-        classes=config["annotations"]["classes"],
-        known_cases=lambda wildcards: KNOWN_CASES,  # a callable: Snakemake does not scan it for wildcards per job
-    script:
-        "../scripts/boxes.py"

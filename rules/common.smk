@@ -8,7 +8,7 @@ os.environ.setdefault("SAMCROWD_SOURCE", workflow.basedir)
 from snakemake.exceptions import WorkflowError
 
 from samcrowd import nnunet as nnunet_lib
-from samcrowd import segmenters, study
+from samcrowd import segmenters, study, submissions
 from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
 from samcrowd.identifiers import IDENTIFIER
@@ -21,7 +21,11 @@ wildcard_constraints:
     dataset=rf"Dataset\d{{3}}_samcrowd_({'|'.join(LABEL_SOURCES)})",
     source="|".join(LABEL_SOURCES),
     fold=r"\d+",
+    batch=r"batch\d+",
 
+
+# Aggregations that take seconds run where snakemake runs, never as cluster jobs (docs/hpc.md).
+workflow.localrules(*submissions.LOCAL_RULES)
 
 # The study's plan (samcrowd.study): validates the config and stops with one line before any job
 # when the cases, annotators or settings cannot make a study.
@@ -35,6 +39,8 @@ KNOWN_CASES = list(CASES.index)
 IMAGE_OF, LABEL_OF = dict(CASES["image"]), dict(CASES["label"])  # plain dicts: input functions run per job
 ANNOTATED = STUDY.annotated
 ANNOTATORS = STUDY.annotators
+BATCHES = STUDY.batches  # batch -> its annotated cases: one embed job, one masks job per annotator
+BATCH_OF = {case: batch for batch, cases in BATCHES.items() for case in cases}
 
 
 def case_files(wildcards):
@@ -51,7 +57,7 @@ def case_image(wildcards):
 
 
 #: An annotator's OpenLabeling folder: simulated under results/, or the user's (a pattern, not an
-#: input function: it is resolved for every boxes job).
+#: input function: it is resolved for every masks job).
 ANNOTATION_FOLDER = (
     "results/annotations/{annotator}"
     if config["annotations"]["source"] == "simulate"
@@ -75,6 +81,11 @@ def scaled(base):
     return lambda wildcards, attempt: int(base) * attempt
 
 
+def per_case(minutes):
+    """A batch job's runtime request (min): `minutes` per case of its batch, scaled with each retry."""
+    return lambda wildcards, attempt: int(minutes) * len(BATCHES[wildcards.batch]) * attempt
+
+
 SEGMENTER = segmenters.SEGMENTERS[config["segmenter"]["kind"]]
 USES_EMBEDDING = SEGMENTER.needs_embedding
 SAM_GPU = 1 if USES_EMBEDDING and config["segmenter"]["device"] != "cpu" else 0
@@ -91,30 +102,33 @@ def checkpoint_input():
     return [CHECKPOINT] if CHECKPOINT else []
 
 
-def embed_inputs(wildcards):
-    files = {
-        "manifest": f"results/slices/{wildcards.case}.manifest.json",
-        "slices": f"results/slices/{wildcards.case}",
-        "segmenter": "results/segmenter.json",
-        "checkpoint": CHECKPOINT,
+def batch_slices(batch):
+    """The export manifests and slice folders of a batch's cases, in the batch's order."""
+    cases = BATCHES[batch]
+    return {
+        "manifests": [f"results/slices/{c}.manifest.json" for c in cases],
+        "slices": [f"results/slices/{c}" for c in cases],
     }
+
+
+def embed_inputs(wildcards):
+    files = {**batch_slices(wildcards.batch), "segmenter": "results/segmenter.json", "checkpoint": CHECKPOINT}
     if USES_ENCODER_IR:
         files.update(encoder_xml=ENCODER_IR["xml"], encoder_bin=ENCODER_IR["bin"])
     return files
 
 
 def masks_inputs(wildcards):
-    """Boxes, slices and image grid; for SAM-family segmenters also the case's embeddings and the checkpoint."""
+    """The annotator's folder, the batch's slices and images; for SAM-family segmenters also the
+    batch's embeddings and the checkpoint."""
     files = {
-        "table": f"results/boxes/{wildcards.case}/{wildcards.annotator}.tsv",
-        "manifest": f"results/slices/{wildcards.case}.manifest.json",
-        "slices": f"results/slices/{wildcards.case}",
-        "image": case_image(wildcards),
+        "folder": ANNOTATION_FOLDER.format(annotator=wildcards.annotator),
+        **batch_slices(wildcards.batch),
+        "images": [IMAGE_OF[c] for c in BATCHES[wildcards.batch]],
         "segmenter": "results/segmenter.json",
     }
     if USES_EMBEDDING:
-        files["embeddings"] = f"results/embeddings/{wildcards.case}.npy"
-        files["embedding_record"] = f"results/embeddings/{wildcards.case}.json"
+        files["embeddings"] = f"results/embeddings/{wildcards.batch}"
         files["checkpoint"] = CHECKPOINT
     return files
 
@@ -123,34 +137,28 @@ EVALUATED = STUDY.evaluated  # annotated cases with expert labels
 
 
 def annotator_masks(case):
-    """Every annotator's mask volume of a case (in ANNOTATORS' order)."""
-    return [f"results/masks/{case}/{a}.nii.gz" for a in ANNOTATORS]
+    """The masks folder of every annotator's batch holding the case (in ANNOTATORS' order)."""
+    return [f"results/masks/{a}/{BATCH_OF[case]}" for a in ANNOTATORS]
 
 
-def annotator_coverage(case):
-    """Every annotator's coverage table of a case (in ANNOTATORS' order), written by the masks job."""
-    return [f"results/masks/{case}/{a}.coverage.tsv" for a in ANNOTATORS]
+#: (case, annotator) of every annotated case and annotator, and the masks folder holding each: the
+#: quality job's inputs, in order.
+QUALITY_PAIRS = [(c, a) for c in ANNOTATED for a in ANNOTATORS]
+QUALITY_FOLDERS = [f"results/masks/{a}/{BATCH_OF[c]}" for c, a in QUALITY_PAIRS]
 
 
 def quality_inputs(wildcards):
-    """Every annotator's boxes, masks and coverage on every annotated case, in QUALITY_PAIRS' order."""
+    """Every annotator's masks folders and the annotated cases' manifests."""
     return {
-        "tables": [f"results/boxes/{c}/{a}.tsv" for c, a in QUALITY_PAIRS],
-        "volumes": [f"results/masks/{c}/{a}.nii.gz" for c, a in QUALITY_PAIRS],
-        "coverage": [f"results/masks/{c}/{a}.coverage.tsv" for c, a in QUALITY_PAIRS],
+        "masks": [f"results/masks/{a}/{b}" for a in ANNOTATORS for b in BATCHES],
         "manifests": [f"results/slices/{c}.manifest.json" for c in ANNOTATED],
     }
-
-
-#: (case, annotator) of every annotated case and annotator: the quality job's inputs, in order.
-QUALITY_PAIRS = [(c, a) for c in ANNOTATED for a in ANNOTATORS]
 
 
 def fuse_inputs(wildcards):
     """The case's masks of all annotators (and the quality table when flagged ones are dropped)."""
     files = {
-        "volumes": annotator_masks(wildcards.case),
-        "coverage": annotator_coverage(wildcards.case),
+        "masks": annotator_masks(wildcards.case),
         "manifest": f"results/slices/{wildcards.case}.manifest.json",
         "image": case_image(wildcards),
     }
@@ -162,8 +170,7 @@ def fuse_inputs(wildcards):
 def evaluate_inputs(wildcards):
     return {
         "label": LABEL_OF[wildcards.case],
-        "volumes": annotator_masks(wildcards.case),
-        "coverage": annotator_coverage(wildcards.case),
+        "masks": annotator_masks(wildcards.case),
         "stacked": f"results/labels/stacked/{wildcards.case}.nii.gz",
         "crowd": f"results/labels/crowd/{wildcards.case}.nii.gz",
         "fusion": f"results/labels/fusion/{wildcards.case}.tsv",

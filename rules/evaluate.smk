@@ -16,7 +16,7 @@ rule evaluate_case:
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(30),
+        runtime=scaled(10),
     params:
         organ_values=config["organs"],
         annotators=ANNOTATORS,

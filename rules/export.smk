@@ -4,6 +4,7 @@
 rule export_slices:
     input:
         image=case_image,
+        checked="results/data/checked/{case}.json",
     output:
         slices=directory("results/slices/{case}"),
         manifest="results/slices/{case}.manifest.json",

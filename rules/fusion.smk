@@ -22,6 +22,7 @@ rule quality:
     params:
         organs=list(config["organs"]),
         pairs=QUALITY_PAIRS,
+        folders=QUALITY_FOLDERS,
         cases=ANNOTATED,
         method=config["fusion"]["method"],
         absent=config["fusion"]["absent"],
@@ -45,7 +46,7 @@ rule fuse:
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(30),
+        runtime=scaled(10),
     params:
         organs=list(config["organs"]),
         annotators=ANNOTATORS,

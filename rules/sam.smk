@@ -1,5 +1,6 @@
-# SAM stage: record and check the segmenter once, encode every exported slice once per case
-# (SAM, MedSAM, LiteMedSAM), decode each annotator's boxes against the cached embeddings.
+# SAM stage: record and check the segmenter once, encode every exported slice once (SAM, MedSAM,
+# LiteMedSAM), decode each annotator's boxes against the cached embeddings. Both run per batch of
+# cases (batch.cases), so the model loads once per job.
 
 
 rule segmenter:
@@ -47,46 +48,50 @@ if USES_ENCODER_IR:
 if USES_EMBEDDING:
 
     rule embed:
-        """Run the image encoder once per exported slice; cache float16 features."""
+        """Run the image encoder once per exported slice of a batch's cases; cache float16 features."""
         input:
             unpack(embed_inputs),
         output:
-            array="results/embeddings/{case}.npy",
-            record="results/embeddings/{case}.json",
+            directory("results/embeddings/{batch}"),
         log:
-            "results/logs/embed/{case}.log",
+            "results/logs/embed/{batch}.log",
         benchmark:
-            "results/benchmarks/embed/{case}.tsv"
+            "results/benchmarks/embed/{batch}.tsv"
         conda:
             "../envs/samcrowd.yaml"
         threads: 2
         resources:
             gpu=SAM_GPU,
             mem_mb=scaled(16000),
-            runtime=scaled(120),
+            runtime=per_case(30),
+        params:
+            cases=lambda wildcards: BATCHES[wildcards.batch],
         script:
             "../scripts/embed.py"
 
 
 rule masks:
-    """Decode one annotator's boxes on one case into a label volume and a coverage table."""
+    """Read one annotator's OpenLabeling files on a batch's cases and decode the boxes into label volumes."""
     input:
         unpack(masks_inputs),
     output:
-        volume="results/masks/{case}/{annotator}.nii.gz",
-        coverage="results/masks/{case}/{annotator}.coverage.tsv",
+        directory("results/masks/{annotator}/{batch}"),
     log:
-        "results/logs/masks/{case}/{annotator}.log",
+        "results/logs/masks/{annotator}/{batch}.log",
     benchmark:
-        "results/benchmarks/masks/{case}/{annotator}.tsv"
+        "results/benchmarks/masks/{annotator}/{batch}.tsv"
     conda:
         "../envs/samcrowd.yaml"
     threads: 1
     resources:
         gpu=SAM_GPU,
         mem_mb=scaled(8000 if USES_EMBEDDING else 2000),
-        runtime=scaled(60),
+        runtime=per_case(10),
     params:
+        cases=lambda wildcards: BATCHES[wildcards.batch],
         organs=list(config["organs"]),
+        naming=config["annotations"]["naming"],
+        classes=config["annotations"]["classes"],
+        known_cases=lambda wildcards: KNOWN_CASES,  # a callable: Snakemake does not scan it for wildcards per job
     script:
         "../scripts/masks.py"

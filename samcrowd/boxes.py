@@ -264,7 +264,7 @@ def write_case_table(
     class_overrides: dict[str, str] | None = None,
     known_cases: set[str] | None = None,
 ) -> pd.DataFrame:
-    """The workflow's `boxes` job: one annotator, one case, placed through the case's manifest."""
+    """One annotator's box table on one case, placed through the case's manifest (in the `masks` job)."""
     preset = PRESETS[naming]
     manifest = read_json(manifest_path)
     frame = frame_from_manifest(manifest, preset)

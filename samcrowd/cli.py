@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import samcrowd
-from samcrowd import boxes, cases, config, io, openlabeling, stats
+from samcrowd import boxes, cases, config, io, openlabeling, stats, submissions
 from samcrowd.errors import SamcrowdError
 
 
@@ -91,6 +91,18 @@ def _config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submissions(args: argparse.Namespace) -> int:
+    if args.dry_run == "-":
+        found = submissions.count(sys.stdin)
+    else:
+        with open(args.dry_run, encoding="utf-8") as f:
+            found = submissions.count(f)
+    for name, n in sorted(found.items()):
+        print(f"{name}\t{n}")
+    print(f"total\t{sum(found.values())}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samcrowd", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"samcrowd {samcrowd.__version__}")
@@ -132,6 +144,13 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("config-reference", help="print the configuration reference (Markdown) from the schemas")
     r.set_defaults(func=_config_reference)
+
+    s = sub.add_parser(
+        "submissions",
+        help="count the cluster jobs a dry run would submit (snakemake --profile profiles/slurm -n | samcrowd submissions)",
+    )
+    s.add_argument("dry_run", nargs="?", default="-", help="the dry run's output (default: standard input)")
+    s.set_defaults(func=_submissions)
     return p
 
 

@@ -7,6 +7,10 @@ checkpoint are refused, never reused. `mask_case` decodes one annotator's boxes 
 slice (all boxes of a slice in one call), resolves overlapping organs by the segmenter's
 score, and writes a label volume (organ values 1..N in config order) on the case image's
 exact grid, plus a coverage table of the organ slices the annotator looked at.
+
+The workflow's jobs take a batch of cases (`embed_batch`, `mask_batch`): one segmenter, its
+model loaded once, serves every case of the batch; each case keeps its own files in the
+batch's folder (`embedding_files`, `mask_files`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from samcrowd import io
-from samcrowd.boxes import read_table
+from samcrowd.boxes import read_table, write_case_table
 from samcrowd.errors import SamcrowdError
 from samcrowd.export import load_manifest, png_stem, read_png
 from samcrowd.jobs import progress
@@ -30,6 +34,21 @@ from samcrowd.segmenters import Segmenter
 log = logging.getLogger(__name__)
 
 COVERAGE_COLUMNS = ["case", "annotator", "slice", "organ", "status", "boxes", "voxels"]
+
+
+def embedding_files(folder: str | Path, case: str) -> tuple[Path, Path]:
+    """A case's embeddings in an embed job's batch folder: the float16 array and its record."""
+    return Path(folder) / f"{case}.npy", Path(folder) / f"{case}.json"
+
+
+def mask_files(folder: str | Path, case: str) -> dict[str, Path]:
+    """A case's files in a masks job's batch folder: label volume, coverage table and box table."""
+    folder = Path(folder)
+    return {
+        "volume": folder / f"{case}.nii.gz",
+        "coverage": folder / f"{case}.coverage.tsv",
+        "boxes": folder / f"{case}.boxes.tsv",
+    }
 
 
 def key_digest(key: dict[str, Any]) -> str:
@@ -86,6 +105,35 @@ def embed_case(
         np.prod(shape) * 2 / 2**20,
     )
     return record
+
+
+def embed_batch(
+    *,
+    segmenter: Segmenter,
+    cases: list[str],
+    manifests: list[str],
+    slices: list[str],
+    out_folder: str | Path,
+    threads: int | None = None,
+) -> list[dict[str, Any]]:
+    """The `embed` job: every case of a batch through one loaded encoder, into `embedding_files`."""
+    segmenter.prepare(threads, decode=False)
+    Path(out_folder).mkdir(parents=True, exist_ok=True)
+    records = []
+    for i, (case, manifest, slices_dir) in enumerate(zip(cases, manifests, slices, strict=True)):
+        log.info("batch case %d/%d: %s", i + 1, len(cases), case)
+        array, record = embedding_files(out_folder, case)
+        records.append(
+            embed_case(
+                segmenter=segmenter,
+                manifest_path=manifest,
+                slices_dir=slices_dir,
+                out_array=array,
+                out_record=record,
+                threads=threads,
+            )
+        )
+    return records
 
 
 def encoder_runtime(segmenter: Segmenter) -> str:
@@ -196,6 +244,59 @@ def mask_case(
         ", ".join(f"{o} {int((volume == v).sum())} voxels" for o, v in value.items()),
     )
     return volume, cov
+
+
+def mask_batch(
+    *,
+    segmenter: Segmenter,
+    annotator: str,
+    folder: str | Path,
+    cases: list[str],
+    manifests: list[str],
+    slices: list[str],
+    images: list[str],
+    embeddings: str | Path | None,
+    out_folder: str | Path,
+    organs: list[str],
+    naming: str,
+    class_overrides: dict[str, str],
+    known_cases: set[str],
+    threads: int | None = None,
+) -> None:
+    """The `masks` job: one annotator's OpenLabeling files on every case of a batch -> box table,
+    label volume and coverage table per case (`mask_files`), through one loaded segmenter.
+
+    `embeddings`: the batch's embed folder for SAM-family segmenters, else None.
+    """
+    segmenter.prepare(threads)
+    Path(out_folder).mkdir(parents=True, exist_ok=True)
+    for i, (case, manifest, slices_dir, image) in enumerate(zip(cases, manifests, slices, images, strict=True)):
+        log.info("batch case %d/%d: %s", i + 1, len(cases), case)
+        files = mask_files(out_folder, case)
+        write_case_table(
+            folder=folder,
+            annotator=annotator,
+            case=case,
+            manifest_path=manifest,
+            out=files["boxes"],
+            naming=naming,
+            organs=organs,
+            class_overrides=class_overrides,
+            known_cases=known_cases,
+        )
+        mask_case(
+            segmenter=segmenter,
+            annotator=annotator,
+            table_path=files["boxes"],
+            manifest_path=manifest,
+            slices_dir=slices_dir,
+            image_path=image,
+            organs=organs,
+            out_volume=files["volume"],
+            out_coverage=files["coverage"],
+            embeddings=None if embeddings is None else Embeddings(*embedding_files(embeddings, case), segmenter),
+            threads=threads,
+        )
 
 
 def write_segmenter_record(*, settings: dict[str, Any], out: str | Path) -> dict[str, Any]:

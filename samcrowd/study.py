@@ -33,6 +33,7 @@ class Study:
     annotators: list[str]
     annotated: list[str]  # cases exported for annotation (export.splits), in sheet order
     evaluated: list[str]  # annotated cases with an expert label
+    batches: dict[str, list[str]]  # batch -> its annotated cases: one embed job, one masks job per annotator
     train: list[str]
     test: list[str]  # test cases with an expert label: the ones nnU-Net's models are scored on
     nnunet_paths: dict[str, str]  # raw, preprocessed, results
@@ -63,12 +64,22 @@ def plan(config: dict[str, Any], *, environ: Mapping[str, str] | None = None) ->
         annotators=annotators,
         annotated=annotated,
         evaluated=evaluated,
+        batches=batches(annotated, config["batch"]["cases"]),
         train=train,
         test=test,
         nnunet_paths=nnunet_paths(config["nnunet"]["paths"], os.environ if environ is None else environ),
         overlay_cases={kind: overlay_case(config["figures"], kind=kind, pool=pool) for kind, pool in pools.items()},
         checkpoint=segmenter_checkpoint(config["segmenter"]),
     )
+
+
+def batches(annotated: list[str], size: int) -> dict[str, list[str]]:
+    """Consecutive runs of `size` annotated cases, named batch0001, batch0002, ... in sheet order.
+
+    Cases appended to the sheet join the last batch or start new ones: earlier batches keep
+    their cases, so their embeddings and masks stay done.
+    """
+    return {f"batch{i // size + 1:04d}": annotated[i : i + size] for i in range(0, len(annotated), size)}
 
 
 def load_cases(config: dict[str, Any]) -> pd.DataFrame:

@@ -1,18 +1,17 @@
-# Snakemake entry point: encode every exported slice of a case once.
+# Snakemake entry point: encode every exported slice of a batch's cases, loading the model once.
 from samcrowd import jobs, masks
 
-i, o = snakemake.input, snakemake.output
+i, o, p = snakemake.input, snakemake.output, snakemake.params
 
 
 def main():
     encoder_ir = (i.encoder_xml, i.encoder_bin) if "encoder_xml" in i.keys() else None
-    segmenter = masks.segmenter_from_record(path=i.segmenter, encoder_ir=encoder_ir)
-    masks.embed_case(
-        segmenter=segmenter,
-        manifest_path=i.manifest,
-        slices_dir=i.slices,
-        out_array=o.array,
-        out_record=o.record,
+    masks.embed_batch(
+        segmenter=masks.segmenter_from_record(path=i.segmenter, encoder_ir=encoder_ir),
+        cases=p.cases,
+        manifests=list(i.manifests),
+        slices=list(i.slices),
+        out_folder=o[0],
         threads=snakemake.threads,
     )
 

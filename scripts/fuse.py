@@ -1,14 +1,17 @@
 # Snakemake entry point: fuse one case's annotators and complete the labels in 3D.
 from samcrowd import fusion, jobs, quality
+from samcrowd.masks import mask_files
 
 
 def main():
     i, o, p = snakemake.input, snakemake.output, snakemake.params
-    masks = {a: (v, c) for a, v, c in zip(p.annotators, i.volumes, i.coverage)}
+    case = snakemake.wildcards.case
+    files = {a: mask_files(folder, case) for a, folder in zip(p.annotators, i.masks)}
+    masks = {a: (f["volume"], f["coverage"]) for a, f in files.items()}
     if "quality" in i.keys():
         masks = {a: masks[a] for a in quality.kept_annotators(quality_table=i.quality, annotators=p.annotators)}
     fusion.fuse_case(
-        case=snakemake.wildcards.case,
+        case=case,
         masks=masks,
         manifest_path=i.manifest,
         image_path=i.image,

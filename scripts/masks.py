@@ -1,24 +1,23 @@
-# Snakemake entry point: decode one annotator's boxes on one case.
+# Snakemake entry point: one annotator's boxes on a batch's cases -> box tables and label volumes.
 from samcrowd import jobs, masks
 
-
-def main():
-    i, o = snakemake.input, snakemake.output
-    segmenter = masks.segmenter_from_record(path=i.segmenter)
-    embeddings = masks.Embeddings(i.embeddings, i.embedding_record, segmenter) if "embeddings" in i.keys() else None
-    masks.mask_case(
-        segmenter=segmenter,
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+jobs.run(
+    snakemake,
+    lambda: masks.mask_batch(
+        segmenter=masks.segmenter_from_record(path=i.segmenter),
         annotator=snakemake.wildcards.annotator,
-        table_path=i.table,
-        manifest_path=i.manifest,
-        slices_dir=i.slices,
-        image_path=i.image,
-        organs=snakemake.params.organs,
-        out_volume=o.volume,
-        out_coverage=o.coverage,
-        embeddings=embeddings,
+        folder=i.folder,
+        cases=p.cases,
+        manifests=list(i.manifests),
+        slices=list(i.slices),
+        images=list(i.images),
+        embeddings=i.embeddings if "embeddings" in i.keys() else None,
+        out_folder=o[0],
+        organs=p.organs,
+        naming=p.naming,
+        class_overrides=p.classes,
+        known_cases=set(p.known_cases),
         threads=snakemake.threads,
-    )
-
-
-jobs.run(snakemake, main)
+    ),
+)

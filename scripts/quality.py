@@ -1,14 +1,16 @@
 # Snakemake entry point: annotator reliability without an expert.
 from samcrowd import jobs, quality
+from samcrowd.masks import mask_files
 
 i, p = snakemake.input, snakemake.params
+files = [mask_files(folder, case) for (case, _), folder in zip(p.pairs, p.folders, strict=True)]
 jobs.run(
     snakemake,
     lambda: quality.write_quality(
         pairs=p.pairs,
-        tables=list(i.tables),
-        volumes=list(i.volumes),
-        coverage=list(i.coverage),
+        tables=[f["boxes"] for f in files],
+        volumes=[f["volume"] for f in files],
+        coverage=[f["coverage"] for f in files],
         manifests=dict(zip(p.cases, i.manifests)),
         organs=p.organs,
         out=snakemake.output[0],

@@ -62,7 +62,7 @@ def test_mask_volumes_keep_the_scans_exact_geometry_and_other_structures_are_bac
     image = nib.load(SCAN / "example_ct_sm.nii.gz")
     for work in runs.values():
         for path in [
-            "results/masks/totalseg_example/tight.nii.gz",
+            "results/masks/tight/batch0001/totalseg_example.nii.gz",
             "results/labels/stacked/totalseg_example.nii.gz",
             "results/labels/crowd/totalseg_example.nii.gz",
         ]:
@@ -75,7 +75,7 @@ def test_mask_volumes_keep_the_scans_exact_geometry_and_other_structures_are_bac
 
 def test_litemedsam_encoded_every_exported_slice_once_through_openvino(runs):
     work = runs["litemedsam"]
-    record = json.loads((work / "results/embeddings/totalseg_example.json").read_text())
+    record = json.loads((work / "results/embeddings/batch0001/totalseg_example.json").read_text())
     assert record["encoder_passes"] == 30 and record["shape"] == [30, 256, 64, 64]
     assert record["runtime"].startswith("openvino ")
     segmenter = json.loads((work / "results/segmenter.json").read_text())

@@ -183,3 +183,79 @@ def test_an_annotator_without_boxes_on_a_case_gives_an_empty_volume(tmp_path):
     io.write_tsv(tmp_path / "empty.tsv", empty)
     volume, coverage = run_masks(tmp_path, segmenters.BoxSegmenter(), tmp_path / "empty.tsv", name="nobody")
     assert not volume.any() and coverage.empty
+
+
+def test_a_batch_job_loads_the_model_once_and_writes_each_cases_own_files(tmp_path, tiny_checkpoint, monkeypatch):
+    """embed_batch and mask_batch: one model load for the whole batch; per-case results equal mask_case's."""
+    cases = ["c", "d"]
+    for i, case in enumerate(cases):
+        image, label, affine = make_case(PhantomSettings.from_config(shape=(64, 56, 8)), i, "LAS")
+        io.save_volume(tmp_path / f"{case}.nii.gz", image, affine)
+        io.save_volume(tmp_path / f"{case}_seg.nii.gz", label, affine)
+        export.export_case(
+            case=case,
+            image_path=tmp_path / f"{case}.nii.gz",
+            out_dir=tmp_path / case,
+            manifest_path=tmp_path / f"{case}.manifest.json",
+            **export.settings(),
+        )
+    crowd.simulate_annotator(
+        name="ann0",
+        profile=NOISY,
+        cases=[(tmp_path / f"{c}_seg.nii.gz", tmp_path / f"{c}.manifest.json") for c in cases],
+        organ_values={o: LABELS[o] for o in ORGANS},
+        out_dir=tmp_path / "ann0",
+        seed=0,
+        formats=("yolo",),
+    )
+    loads = {"n": 0}
+    original = segmenters.SamSegmenter._load
+
+    def counted(self):
+        loads["n"] += 1
+        return original(self)
+
+    monkeypatch.setattr(segmenters.SamSegmenter, "_load", counted)
+    info = segmenters.check_checkpoint(tiny_checkpoint, "test_tiny")
+    batch = {
+        "cases": cases,
+        "manifests": [str(tmp_path / f"{c}.manifest.json") for c in cases],
+        "slices": [str(tmp_path / c) for c in cases],
+    }
+    seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint), info)
+    masks.embed_batch(segmenter=seg, **batch, out_folder=tmp_path / "emb")
+    assert loads["n"] == 1
+    seg = segmenters.make_segmenter(sam_settings(tiny_checkpoint), info)
+    masks.mask_batch(
+        segmenter=seg,
+        annotator="ann0",
+        folder=tmp_path / "ann0",
+        **batch,
+        images=[str(tmp_path / f"{c}.nii.gz") for c in cases],
+        embeddings=tmp_path / "emb",
+        out_folder=tmp_path / "out",
+        organs=list(ORGANS),
+        naming="project",
+        class_overrides={},
+        known_cases=set(cases),
+    )
+    assert loads["n"] == 2  # one load per job, not per case
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{c}{ext}" for c in cases for ext in (".nii.gz", ".coverage.tsv", ".boxes.tsv")
+    )
+    for i, case in enumerate(cases):
+        files = masks.mask_files(tmp_path / "out", case)
+        assert set(boxes.read_table(files["boxes"]).case) == {case}
+        alone, _ = masks.mask_case(
+            segmenter=seg,
+            annotator="ann0",
+            table_path=files["boxes"],
+            manifest_path=batch["manifests"][i],
+            slices_dir=batch["slices"][i],
+            image_path=tmp_path / f"{case}.nii.gz",
+            organs=list(ORGANS),
+            out_volume=tmp_path / f"alone_{case}.nii.gz",
+            out_coverage=tmp_path / f"alone_{case}.tsv",
+            embeddings=masks.Embeddings(*masks.embedding_files(tmp_path / "emb", case), seg),
+        )
+        assert alone.any() and np.array_equal(alone, np.asarray(nib.load(files["volume"]).dataobj))

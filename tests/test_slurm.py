@@ -1,13 +1,16 @@
 """The study on a real single-node SLURM through profiles/slurm, and what a rerun plans after it.
 
 One study (SAM segmenter, annotators read from a folder, nnU-Net on gt and crowd labels) runs
-every job as an sbatch job. SLURM's own job records must show a GPU requested and granted for
-exactly the GPU rules. The finished study is then the starting point of the incremental-rerun
-specifications: a new annotator folder, or a new plot setting, plans only what depends on it.
+through the profile: batch jobs for the SAM stage, group jobs for the per-case work, aggregations
+on the submitting node. SLURM's own job records must show few submissions, all completed, and a
+GPU requested and granted for exactly the GPU rules, one each. The finished study is then the
+starting point of the incremental-rerun specifications: a new annotator folder, or a new plot
+setting, plans only what depends on it.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -16,12 +19,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO, snakemake, write_config
 from slurm_cluster import SlurmCluster, SlurmUnavailable
+
+from samcrowd import submissions
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
 GPU_RULES = {"embed", "masks", "nnunet_train", "nnunet_predict"}
+#: profiles/slurm's job groups: group -> its rules
+GROUPS: dict[str, list[str]] = {}
+for _entry in yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["groups"]:
+    _rule, _group = _entry.split("=")
+    GROUPS.setdefault(_group, []).append(_rule)
+#: sbatch jobs of this study before batches, groups and localrules (one per job): at most a third now
+SUBMISSIONS_BEFORE = 52
 FIRST_ANNOTATORS = ["ann01", "ann02"]
 NEW_ANNOTATOR = "ann03"
 N_TRAIN, N_TEST = 3, 2
@@ -86,7 +99,9 @@ def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory):
         "--configfile",
         str(cfg),
         "--slurm-init-seconds-before-status-checks",
-        "5",
+        "2",  # a test cluster answers at once; the plugin waits 10 s longer after each round without news
+        "--cores",
+        str(os.cpu_count()),  # the group jobs' width: the test node has this machine's CPUs
         "--verbose",
         timeout=1500,
     )
@@ -97,8 +112,15 @@ def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory):
 
 
 def rule_of(job: dict[str, str]) -> str:
-    """The rule name the executor put into the job's comment (rule_<name>[_wildcards_...])."""
-    return re.match(r"rule_(.+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
+    """The rule or group of a job, from the comment the executor gave it: rule_<rule>[_wildcards_...]
+    for a single job, rule_<group>_<its rules, sorted, joined by _> for a group job."""
+    name = re.match(r"rule_(.+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
+    for group, rules in GROUPS.items():
+        members = sorted(rules)
+        names = {"_".join(c) for n in range(1, len(members) + 1) for c in itertools.combinations(members, n)}
+        if name.startswith(f"{group}_") and name[len(group) + 1 :] in names:
+            return group
+    return name
 
 
 def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm, slurm_study, capsys):
@@ -108,9 +130,13 @@ def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm, slurm_
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
         by_rule.setdefault(rule_of(job), []).append(job)
-    assert GPU_RULES <= set(by_rule)
-    assert len(by_rule["embed"]) == N_TRAIN and len(by_rule["masks"]) == N_TRAIN * len(FIRST_ANNOTATORS)
+    assert GPU_RULES | set(GROUPS) <= set(by_rule)
+    assert len(jobs) <= SUBMISSIONS_BEFORE // 3
+    assert len(by_rule["embed"]) == 1 and len(by_rule["masks"]) == len(FIRST_ANNOTATORS)  # one batch of 3 cases
     assert len(by_rule["nnunet_train"]) == 2 * 2 and len(by_rule["nnunet_predict"]) == 2
+    assert len(by_rule["export"]) == len(by_rule["fusion"]) == 1  # 5 and 3 cases, one group job each
+    assert "nnunet_test_images" not in by_rule  # in the export group
+    assert not {"evaluate", "stats", "provenance", "figure_overlay"} & set(by_rule)  # localrules
     for rule, records in by_rule.items():
         for job in records:
             asked = job.get("TresPerJob", "") == "gres:gpu:1"
@@ -126,8 +152,9 @@ def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm, slurm_
     train = next(j for j in by_rule["nnunet_train"] if j["Comment"] == comment)
     with capsys.disabled():  # the CI log shows one GPU job as submitted and as SLURM recorded it
         print(
-            f"\n[slurm] {log.strip().splitlines()[-1]}; {len(jobs)} jobs completed; GPU jobs: "
-            + ", ".join(f"{r} {len(by_rule[r])}" for r in sorted(GPU_RULES))
+            f"\n[slurm] {log.strip().splitlines()[-1]}; {len(jobs)} sbatch jobs completed "
+            f"(before batches and groups: {SUBMISSIONS_BEFORE}): "
+            + ", ".join(f"{r} {len(records)}" for r, records in sorted(by_rule.items()))
         )
         print(f"[slurm] {sbatch}")
         print(
@@ -157,13 +184,14 @@ def test_a_new_annotator_folder_plans_only_its_jobs_and_the_crowd_side(slurm_stu
     shutil.copytree(annotator_folders / NEW_ANNOTATOR, work / "annotations" / NEW_ANNOTATOR)
     try:
         jobs = planned(work, "--configfile", str(cfg))
+        slurm_plan = snakemake(work, "-n", "--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(cfg))
+        submitted = submissions.count((slurm_plan.stdout + slurm_plan.stderr).splitlines())
     finally:
         shutil.rmtree(work / "annotations" / NEW_ANNOTATOR)
     rules = sorted({rule for rule, _ in jobs})
     assert "embed" not in rules and "segmenter" not in rules and "check_case" not in rules
-    for rule in ("boxes", "masks"):
-        mine = [w for r, w in jobs if r == rule]
-        assert len(mine) == N_TRAIN and all(w["annotator"] == NEW_ANNOTATOR for w in mine)
+    mine = [w for r, w in jobs if r == "masks"]
+    assert mine == [{"annotator": NEW_ANNOTATOR, "batch": "batch0001"}]
     for rule, wildcards in jobs:
         assert "gt" not in (wildcards.get("source"), wildcards.get("dataset", "").rsplit("_", 1)[-1]), rule
     nnunet = sorted((r, w.get("dataset") or w.get("source", "")) for r, w in jobs if r.startswith("nnunet"))
@@ -176,6 +204,15 @@ def test_a_new_annotator_folder_plans_only_its_jobs_and_the_crowd_side(slurm_stu
         ("nnunet_train", "Dataset502_samcrowd_crowd"),
     ]
     assert {"quality", "fuse", "evaluate_case", "evaluate", "stats"} <= set(rules)
+    assert submitted == {
+        "masks": 1,
+        "quality": 1,
+        "fusion": 1,  # fuse and evaluate_case of the 3 cases
+        "nnunet_prepare": 1,
+        "nnunet_train": 2,
+        "nnunet_predict": 1,
+        "nnunet_evaluate": 1,
+    }
 
 
 def test_a_new_plot_setting_reruns_only_figures(slurm_study, tmp_path):

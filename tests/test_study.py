@@ -159,3 +159,16 @@ def test_the_checkpoint_is_the_configured_file_or_the_one_the_segmenter_ships():
     assert study.segmenter_checkpoint({"kind": "sam", "checkpoint": "ckpt/sam.pth"}) == "ckpt/sam.pth"
     assert study.segmenter_checkpoint({"kind": "litemedsam", "checkpoint": "mine.pth"}) == "mine.pth"
     assert Path(study.segmenter_checkpoint({"kind": "litemedsam", "checkpoint": ""})).name == "lite_medsam.pth"
+
+
+def test_batches_are_consecutive_runs_of_annotated_cases_and_appending_keeps_earlier_ones():
+    cases = [f"c{i}" for i in range(7)]
+    assert study.batches(cases, 3) == {
+        "batch0001": ["c0", "c1", "c2"],
+        "batch0002": ["c3", "c4", "c5"],
+        "batch0003": ["c6"],
+    }
+    more = study.batches([*cases, "c7", "c8", "c9"], 3)
+    assert more["batch0001"] == ["c0", "c1", "c2"] and more["batch0002"] == ["c3", "c4", "c5"]
+    assert more["batch0003"] == ["c6", "c7", "c8"] and more["batch0004"] == ["c9"]
+    assert study.batches([], 3) == {}

@@ -27,11 +27,10 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
         ("check_case", 14),
         ("export_slices", 8),
         ("simulate_crowd", 4),
-        ("boxes", 32),
         ("segmenter", 1),
         ("litemedsam_encoder", 1),
-        ("embed", 8),
-        ("masks", 32),
+        ("embed", 1),  # one batch of 8 cases (batch.cases 20)
+        ("masks", 4),  # one per annotator and batch
         ("quality", 1),
         ("fuse", 8),
         ("evaluate_case", 8),
@@ -53,6 +52,17 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
         assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out)
 
 
+def test_the_sam_stage_runs_per_batch_of_cases(tmp_path):
+    """8 annotated cases in batches of 3: 3 embed jobs and, for each of 4 annotators, 3 masks jobs."""
+    more = write_config(tmp_path / "batch.yaml", "batch: {cases: 3}\n")
+    run = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"), str(more))
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run)
+    assert (jobs["embed"], jobs["masks"], jobs["fuse"]) == (3, 12, 8)
+    out = run.stdout + run.stderr
+    assert "output: results/embeddings/batch0003" in out and "results/embeddings/batch0004" not in out
+
+
 def test_lint_is_clean(tmp_path):
     run = snakemake(tmp_path, "--lint", "--configfile", str(REPO / "config.yaml"))
     assert "Congratulations, your workflow is in a good condition!" in run.stdout + run.stderr, run.stdout
@@ -70,9 +80,9 @@ def test_tiny_study_runs_data_and_export_then_has_nothing_left_to_do(tmp_path):
     assert len(list((tmp_path / "results/data/checked").glob("*.json"))) == 3
     assert (tmp_path / "results/logs/export_slices/synth000.log").read_text().count("12/12 slices written") == 1
     tables = sorted(
-        p.relative_to(tmp_path / "results/boxes").as_posix() for p in (tmp_path / "results/boxes").rglob("*.tsv")
+        p.relative_to(tmp_path / "results/masks").as_posix() for p in (tmp_path / "results/masks").rglob("*.boxes.tsv")
     )
-    assert tables == [f"synth00{c}/ann0{a}.tsv" for c in (0, 1) for a in (1, 2, 3, 4)]
+    assert tables == [f"ann0{a}/batch0001/synth00{c}.boxes.tsv" for a in (1, 2, 3, 4) for c in (0, 1)]
     assert sorted(p.name for p in (tmp_path / "results/annotations").iterdir()) == ["ann01", "ann02", "ann03", "ann04"]
     for case in ("synth000", "synth001"):
         for kind in ("stacked", "crowd"):
@@ -162,44 +172,40 @@ def published_project(tmp_path, extra_files=()):
         tmp_path / "c.yaml",
         "data: {source: sheet, sheet: cases.tsv}\n"
         "annotations: {source: folder, folder: annotations, naming: med2image}\n"
+        "segmenter: {kind: box}\n"
         "nnunet: {sources: []}\n",
     )
 
 
 def test_the_published_campaign_runs_through_the_workflow(tmp_path):
     cfg = published_project(tmp_path)
-    run = snakemake(
-        tmp_path,
-        "results/boxes/img0001/campaign.tsv",
-        "results/boxes/img0002/campaign.tsv",
-        "--cores",
-        "2",
-        "--configfile",
-        str(cfg),
-    )
+    run = snakemake(tmp_path, "results/masks/campaign/batch0001", "--cores", "2", "--configfile", str(cfg))
     assert run.returncode == 0, run.stderr
     frames = boxes.campaign_frames(BTCV_CROWD / "prompts", PRESETS["med2image"])
     reference = boxes.annotator_table(BTCV_CROWD / "prompts", "campaign", PRESETS["med2image"], ORGANS, frames.get)
     for case in ("img0001", "img0002"):
-        table = boxes.read_table(tmp_path / f"results/boxes/{case}/campaign.tsv")
+        table = boxes.read_table(tmp_path / f"results/masks/campaign/batch0001/{case}.boxes.tsv")
         expected = reference[reference.case == case].reset_index(drop=True)
         columns = ["organ", "slice", "x0", "y0", "x1", "y1", "i0", "i1", "j0", "j1", "k0", "k1", "file", "line"]
         assert table[columns].equals(expected[columns])  # LAS volumes: our export shows med2image's PNG
-    log = (tmp_path / "results/logs/boxes/img0001/campaign.log").read_text()
+    log = (tmp_path / "results/logs/masks/campaign/batch0001.log").read_text()
     expected = reference[reference.case == "img0001"]
     assert f"img0001 / campaign: {boxes.summary(expected, ORGANS)}" in log
     assert "262 boxes on 85 slices (62 seen empty)" in boxes.summary(expected, ORGANS)
-    assert not (tmp_path / "results/boxes/img0003").exists()  # a test case: its prompts are not used
+    assert sorted(p.name for p in (tmp_path / "results/masks/campaign/batch0001").glob("*.boxes.tsv")) == [
+        "img0001.boxes.tsv",
+        "img0002.boxes.tsv",
+    ]  # img0003 is a test case: its prompts are not used
 
 
 def test_a_bad_annotation_file_fails_its_jobs_with_one_line_and_no_table(tmp_path):
     cfg = published_project(tmp_path, [("img0001-slice050.txt", "0 0.5 0.5 0.1 0.1\r\n5 0.5 0.5 0.1\r\n")])
-    run = snakemake(tmp_path, "results/boxes/img0001/campaign.tsv", "--cores", "2", "--configfile", str(cfg))
+    run = snakemake(tmp_path, "results/masks/campaign/batch0001", "--cores", "2", "--configfile", str(cfg))
     assert run.returncode != 0
     assert (
         "annotations/campaign/img0001-slice050.txt:2: expected 5 fields 'class x_center y_center width height', got 4"
     ) in run.stderr
-    assert not (tmp_path / "results/boxes/img0001/campaign.tsv").exists()
+    assert not (tmp_path / "results/masks/campaign/batch0001").exists()
     assert not list((tmp_path / "results").rglob(".tmp-*"))
 
 
@@ -218,6 +224,7 @@ def planned_jobs(run):
 
 
 def test_sam_study_embeds_once_per_case_and_a_new_annotator_never_reruns_embed(tmp_path, tiny_checkpoint):
+    """One embed job and one masks job per annotator for the batch; an added annotator adds one masks job."""
     cfg = write_config(
         tmp_path / "sam.yaml",
         TINY.replace(
@@ -230,14 +237,14 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
     run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert run.returncode == 0, run.stderr
     for case in ("synth000", "synth001"):
-        record = json.loads((tmp_path / f"results/embeddings/{case}.json").read_text())
+        record = json.loads((tmp_path / f"results/embeddings/batch0001/{case}.json").read_text())
         assert (
             record["encoder_passes"]
             == 12
             == len(json.loads((tmp_path / f"results/slices/{case}.manifest.json").read_text())["slices"])
         )
         for annotator in ("ann01", "ann02", "ann03", "ann04"):
-            out = nib.load(tmp_path / f"results/masks/{case}/{annotator}.nii.gz")
+            out = nib.load(tmp_path / f"results/masks/{annotator}/batch0001/{case}.nii.gz")
             image = nib.load(tmp_path / f"results/data/images/{case}.nii.gz")
             assert out.shape == image.shape and np.array_equal(out.affine, image.affine)
     segmenter = json.loads((tmp_path / "results/segmenter.json").read_text())
@@ -250,8 +257,7 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
     assert plan.returncode == 0, plan.stderr
     assert planned_jobs(plan) == {
         "simulate_crowd": 1,
-        "boxes": 2,
-        "masks": 2,
+        "masks": 1,
         "quality": 1,
         "fuse": 2,
         "evaluate_case": 2,
