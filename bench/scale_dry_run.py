@@ -1,18 +1,22 @@
-"""Scale: how long and how much memory does planning (`snakemake -n`) take for a big study?
+"""Scale: how long, how much memory and how many cluster submissions does planning a big study take?
 
 A study of N cases (all annotated: export.splits [train, test]; 80 % train) x 5 organs x A
 annotator folders, from a case sheet with faked (empty) NIfTI files: only the DAG is built.
-`snakemake -n --quiet` is timed (printing 24,000 job descriptions would add about 8 s); a
-second dry run lists the job counts. Reports jobs, wall time and the peak memory of the
-snakemake process for each N, and checks that the job count stays linear in cases x
-annotators (no per-slice or per-box jobs).
+`snakemake -n --quiet` is timed (printing every job would add seconds); a second dry run
+through profiles/slurm lists every job and the sbatch submissions (group jobs counted once,
+local rules not at all: samcrowd.submissions). Reports jobs, submissions, wall time and the
+peak memory of the snakemake process for each N.
 
-    python bench/scale_dry_run.py [--cases 100 1000] [--annotators 10]
+`--before REV` runs the same studies, in the same run, on another commit of this repository
+(a git worktree; its own samcrowd package first on PYTHONPATH), for before/after tables.
+
+    python bench/scale_dry_run.py [--cases 1000 10000] [--annotators 10] [--before 353c0df]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -21,6 +25,12 @@ import time
 from pathlib import Path
 
 from _common import REPO
+
+from samcrowd import submissions
+
+#: Commits before localrules were declared submit every job but `all` (a rule without an action
+#: never goes to the cluster).
+BEFORE_LOCAL_RULES = ("all",)
 
 
 def fake_study(folder: Path, n_cases: int, n_annotators: int) -> Path:
@@ -47,8 +57,8 @@ def fake_study(folder: Path, n_cases: int, n_annotators: int) -> Path:
     return config
 
 
-def dry_run(folder: Path, config: Path, quiet: bool) -> tuple[float, float, str]:
-    """(seconds, peak MiB of the snakemake process, its output) of one `snakemake -n`."""
+def dry_run(checkout: Path, folder: Path, config: Path, *args: str) -> tuple[float, float, str]:
+    """(seconds, peak MiB of the snakemake process, its output) of one `snakemake -n` of `checkout`."""
     cmd = [
         sys.executable,
         "-c",
@@ -56,16 +66,17 @@ def dry_run(folder: Path, config: Path, quiet: bool) -> tuple[float, float, str]
         "try:\n    runpy.run_module('snakemake', run_name='__main__')\n"
         "finally:\n    print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
         "-n",
-        *(["--quiet"] if quiet else ["--quiet", "rules", "reason", "host"]),
+        *args,
         "-s",
-        str(REPO / "Snakefile"),
+        str(checkout / "Snakefile"),
         "-d",
         str(folder),
         "--configfile",
         str(config),
     ]
+    env = {**os.environ, "PYTHONPATH": str(checkout)}  # the checkout's own samcrowd package
     start = time.perf_counter()
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=folder, env=env)
     seconds = time.perf_counter() - start
     log = run.stdout + run.stderr
     if run.returncode != 0:
@@ -78,29 +89,62 @@ def job_counts(log: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
+def measure(checkout: Path, n: int, annotators: int, local_rules: tuple[str, ...]) -> dict[str, float]:
+    """Jobs, submissions, seconds and peak MiB of planning an n-case study with `checkout`."""
+    with tempfile.TemporaryDirectory(prefix="samcrowd-scale-") as tmp:
+        folder = Path(tmp)
+        config = fake_study(folder, n, annotators)
+        seconds, peak, _ = dry_run(checkout, folder, config, "--quiet")  # timed: planning only
+        _, _, log = dry_run(checkout, folder, config, "--profile", str(checkout / "profiles" / "slurm"))
+    jobs = job_counts(log)
+    return {
+        "jobs": jobs["total"],
+        "masks": jobs["masks"],
+        "submissions": sum(submissions.count(log.splitlines(), local_rules).values()),
+        "seconds": seconds,
+        "peak": peak,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--annotators", type=int, default=10)
+    parser.add_argument("--before", help="also plan with this commit (a git worktree), alternating with this one")
     args = parser.parse_args()
-    print(f"snakemake -n --quiet, {args.annotators} annotators, 5 organs, nnU-Net gt+crowd x 5 folds")
+    checkouts = {"this": (REPO, submissions.LOCAL_RULES)}
+    worktree = None
+    if args.before:
+        worktree = Path(tempfile.mkdtemp(prefix="samcrowd-before-")) / "checkout"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.before], check=True)
+        checkouts = {args.before: (worktree, BEFORE_LOCAL_RULES), **checkouts}
+    print(f"snakemake -n, {args.annotators} annotators, 5 organs, nnU-Net gt+crowd x 5 folds, profiles/slurm")
     print(
-        f"{'cases':>6} {'jobs':>7} {'boxes':>6} {'masks':>6} {'jobs/(cases x ann)':>19} {'seconds':>8} {'peak MiB':>9}"
+        f"{'commit':>8} {'cases':>6} {'jobs':>7} {'masks':>6} {'jobs/(cases x ann)':>19} {'submissions':>12} "
+        f"{'seconds':>8} {'peak MiB':>9}"
     )
-    for n in args.cases:
-        with tempfile.TemporaryDirectory(prefix="samcrowd-scale-") as tmp:
-            folder = Path(tmp)
-            config = fake_study(folder, n, args.annotators)
-            seconds, peak, _ = dry_run(folder, config, quiet=True)  # timed: planning only
-            jobs = job_counts(dry_run(folder, config, quiet=False)[2])  # again, listing the job counts
-        per = jobs["total"] / (n * args.annotators)
-        print(
-            f"{n:>6} {jobs['total']:>7} {jobs['boxes']:>6} {jobs['masks']:>6} {per:>19.2f} {seconds:>8.1f} {peak:>9.0f}"
-        )
-        expected_boxes = n * args.annotators
-        if jobs["boxes"] != expected_boxes or jobs["masks"] != expected_boxes:
-            sys.exit(f"boxes/masks jobs are not one per case and annotator ({expected_boxes})")
-    print("targets: under 30 s and 2048 MiB at 1,000 cases")
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    try:
+        for n in args.cases:
+            for name, (checkout, local_rules) in checkouts.items():
+                r = results[name, n] = measure(checkout, n, args.annotators, local_rules)
+                print(
+                    f"{name:>8} {n:>6} {r['jobs']:>7} {r['masks']:>6} {r['jobs'] / (n * args.annotators):>19.2f} "
+                    f"{r['submissions']:>12} {r['seconds']:>8.1f} {r['peak']:>9.0f}",
+                    flush=True,
+                )
+    finally:
+        if worktree is not None:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], check=True)
+    if args.before:
+        for n in args.cases:
+            ratio = results["this", n]["seconds"] / results[args.before, n]["seconds"]
+            print(f"{n} cases: planning time this / {args.before} = {ratio:.2f}")
+    if len(args.cases) > 1:
+        small, big = min(args.cases), max(args.cases)
+        growth = results["this", big]["seconds"] / results["this", small]["seconds"]
+        print(f"this commit: {big} cases take {growth:.1f} x the time of {small} ({big / small:.0f} x the cases)")
+    print("targets: 1,000 cases <= 0.35 x before and <= 1,000 submissions; 10,000 cases <= 11 x 1,000, < 4096 MiB")
 
 
 if __name__ == "__main__":
