@@ -140,8 +140,8 @@ def main() -> None:
         for n in args.cases:
             ratio = results["this", n]["seconds"] / results[args.before, n]["seconds"]
             print(f"{n} cases: planning time this / {args.before} = {ratio:.2f}")
-    if len(args.cases) > 1:
-        small, big = min(args.cases), max(args.cases)
+    sizes = sorted(args.cases)
+    for small, big in zip(sizes, sizes[1:]):
         growth = results["this", big]["seconds"] / results["this", small]["seconds"]
         print(f"this commit: {big} cases take {growth:.1f} x the time of {small} ({big / small:.0f} x the cases)")
     print("targets: 1,000 cases <= 0.35 x before and <= 1,000 submissions; 10,000 cases <= 11 x 1,000, < 4096 MiB")
