@@ -136,21 +136,26 @@ def masks_inputs(wildcards):
 EVALUATED = STUDY.evaluated  # annotated cases with expert labels
 
 
+def masks_folder(annotator, batch):
+    """A masks job's output folder (the rule's output pattern, filled in)."""
+    return f"results/masks/{annotator}/{batch}"
+
+
 def annotator_masks(case):
     """The masks folder of every annotator's batch holding the case (in ANNOTATORS' order)."""
-    return [f"results/masks/{a}/{BATCH_OF[case]}" for a in ANNOTATORS]
+    return [masks_folder(a, BATCH_OF[case]) for a in ANNOTATORS]
 
 
 #: (case, annotator) of every annotated case and annotator, and the masks folder holding each: the
 #: quality job's inputs, in order.
 QUALITY_PAIRS = [(c, a) for c in ANNOTATED for a in ANNOTATORS]
-QUALITY_FOLDERS = [f"results/masks/{a}/{BATCH_OF[c]}" for c, a in QUALITY_PAIRS]
+QUALITY_FOLDERS = [masks_folder(a, BATCH_OF[c]) for c, a in QUALITY_PAIRS]
 
 
 def quality_inputs(wildcards):
     """Every annotator's masks folders and the annotated cases' manifests."""
     return {
-        "masks": [f"results/masks/{a}/{b}" for a in ANNOTATORS for b in BATCHES],
+        "masks": [masks_folder(a, b) for a in ANNOTATORS for b in BATCHES],
         "manifests": [f"results/slices/{c}.manifest.json" for c in ANNOTATED],
     }
 

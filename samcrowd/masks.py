@@ -51,6 +51,12 @@ def mask_files(folder: str | Path, case: str) -> dict[str, Path]:
     }
 
 
+def case_masks(*, annotators: list[str], folders: list[str], case: str) -> dict[str, tuple[Path, Path]]:
+    """{annotator: (label volume, coverage table)} of one case, from each annotator's masks folder."""
+    files = [mask_files(folder, case) for folder in folders]
+    return {a: (f["volume"], f["coverage"]) for a, f in zip(annotators, files, strict=True)}
+
+
 def key_digest(key: dict[str, Any]) -> str:
     """A stable SHA-256 of an embedding key."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()

@@ -36,7 +36,8 @@ def count(lines: Iterable[str], local_rules: Collection[str] = LOCAL_RULES) -> C
     found: Counter[str] = Counter()
     for line in lines:
         line = line.rstrip("\n")
-        if m := GROUP.match(line) or SINGLE.match(line):
-            if m.group(1) not in local_rules or m.re is GROUP:
-                found[m.group(1)] += 1
+        if m := GROUP.match(line):
+            found[m.group(1)] += 1
+        elif (m := SINGLE.match(line)) and m.group(1) not in local_rules:
+            found[m.group(1)] += 1
     return found

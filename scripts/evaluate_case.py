@@ -1,10 +1,9 @@
 # Snakemake entry point: Dice of one case's crowd labels against its expert label.
 from samcrowd import evaluation, jobs
-from samcrowd.masks import mask_files
+from samcrowd.masks import case_masks
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 case = snakemake.wildcards.case
-files = {a: mask_files(folder, case) for a, folder in zip(p.annotators, i.masks)}
 jobs.run(
     snakemake,
     lambda: evaluation.evaluate_case_files(
@@ -12,7 +11,7 @@ jobs.run(
         label=i.label,
         organ_values=p.organ_values,
         manifest=i.manifest,
-        masks={a: (f["volume"], f["coverage"]) for a, f in files.items()},
+        masks=case_masks(annotators=p.annotators, folders=list(i.masks), case=case),
         stacked=i.stacked,
         crowd=i.crowd if p.completion else None,
         fusion_table=i.fusion,

@@ -1,13 +1,12 @@
 # Snakemake entry point: fuse one case's annotators and complete the labels in 3D.
 from samcrowd import fusion, jobs, quality
-from samcrowd.masks import mask_files
+from samcrowd.masks import case_masks
 
 
 def main():
     i, o, p = snakemake.input, snakemake.output, snakemake.params
     case = snakemake.wildcards.case
-    files = {a: mask_files(folder, case) for a, folder in zip(p.annotators, i.masks)}
-    masks = {a: (f["volume"], f["coverage"]) for a, f in files.items()}
+    masks = case_masks(annotators=p.annotators, folders=list(i.masks), case=case)
     if "quality" in i.keys():
         masks = {a: masks[a] for a in quality.kept_annotators(quality_table=i.quality, annotators=p.annotators)}
     fusion.fuse_case(
