@@ -3,8 +3,10 @@
 if config["annotations"]["source"] == "simulate":
 
     rule simulate_crowd:
-        """Write one simulated annotator's OpenLabeling folder from the expert labels."""
+        """Write one simulated annotator's OpenLabeling folder from the expert labels (with a campaign
+        plan: exactly its assigned slices)."""
         input:
+            **({"assignment": ASSIGNMENT} if CAMPAIGN else {}),
             labels=annotated_labels(),
             manifests=expand("results/slices/{case}.manifest.json", case=ANNOTATED),
         output:

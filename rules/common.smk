@@ -6,9 +6,10 @@ import os
 os.environ.setdefault("SAMCROWD_SOURCE", workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from samcrowd import nnunet as nnunet_lib
-from samcrowd import segmenters, study, submissions
+from samcrowd import openlabeling, segmenters, study, submissions
 from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
 from samcrowd.identifiers import IDENTIFIER
@@ -34,11 +35,16 @@ try:
 except SamcrowdError as e:
     raise WorkflowError(str(e)) from None
 
+# Stages whose inputs are not there yet are left out of this run, each said in one line.
+for note in STUDY.notes:
+    logger.info(f"samcrowd: {note}")
+
 CASES = STUDY.cases
 KNOWN_CASES = list(CASES.index)
 IMAGE_OF, LABEL_OF = dict(CASES["image"]), dict(CASES["label"])  # plain dicts: input functions run per job
 ANNOTATED = STUDY.annotated
-ANNOTATORS = STUDY.annotators
+ANNOTATORS = STUDY.annotators  # the annotators whose work this run uses
+CAMPAIGN = STUDY.campaign  # the annotators of the campaign plan (empty: no plan)
 BATCHES = STUDY.batches  # batch -> its annotated cases: one embed job, one masks job per annotator
 BATCH_OF = {case: batch for batch, cases in BATCHES.items() for case in cases}
 
@@ -63,6 +69,27 @@ ANNOTATION_FOLDER = (
     if config["annotations"]["source"] == "simulate"
     else os.path.join(config["annotations"]["folder"].replace("{", "{{").replace("}", "}}"), "{annotator}")
 )
+
+
+def returned(annotator):
+    """{case: fingerprint} of an annotator's returned files (folder source), read once per run:
+    a masks job reruns when its batch's cases' files change (partial returns completed)."""
+    if annotator not in _RETURNED:
+        _RETURNED[annotator] = openlabeling.returned_files(
+            ANNOTATION_FOLDER.format(annotator=annotator), openlabeling.PRESETS[config["annotations"]["naming"]]
+        )
+    return _RETURNED[annotator]
+
+
+_RETURNED = {}
+
+
+def returned_in_batch(wildcards):
+    """The fingerprints of the annotator's files on the batch's cases (and of its class list)."""
+    if config["annotations"]["source"] == "simulate":
+        return {}
+    found = returned(wildcards.annotator)
+    return {key: found[key] for key in ["", *BATCHES[wildcards.batch]] if key in found}
 
 
 def annotated_labels():
@@ -130,6 +157,8 @@ def masks_inputs(wildcards):
     if USES_EMBEDDING:
         files["embeddings"] = f"results/embeddings/{wildcards.batch}"
         files["checkpoint"] = CHECKPOINT
+    if CAMPAIGN:
+        files["assignment"] = ASSIGNMENT
     return files
 
 
@@ -153,11 +182,54 @@ QUALITY_FOLDERS = [masks_folder(a, BATCH_OF[c]) for c, a in QUALITY_PAIRS]
 
 
 def quality_inputs(wildcards):
-    """Every annotator's masks folders and the annotated cases' manifests."""
-    return {
+    """Every annotator's masks folders and the annotated cases' manifests; with a campaign plan,
+    the plan and the expert labels its gold slices may come from."""
+    files = {
         "masks": [masks_folder(a, b) for a in ANNOTATORS for b in BATCHES],
         "manifests": [f"results/slices/{c}.manifest.json" for c in ANNOTATED],
     }
+    if CAMPAIGN:
+        files.update(assignment=ASSIGNMENT, gold_labels=[LABEL_OF[c] for c in EVALUATED])
+    return files
+
+
+# ---- campaign ----------------------------------------------------------------------------
+
+ASSIGNMENT = "results/campaign/assignment.tsv"
+
+
+def manifests_of(cases):
+    return [f"results/slices/{c}.manifest.json" for c in cases]
+
+
+def campaign_plan_inputs(wildcards):
+    """The annotated cases' manifests, their expert labels, and (for body-only choice) images."""
+    files = {"manifests": manifests_of(ANNOTATED), "labels": [LABEL_OF[c] for c in EVALUATED]}
+    if config["campaign"]["slices"] == "body":
+        files["images"] = [IMAGE_OF[c] for c in ANNOTATED]
+    return files
+
+
+def campaign_status_inputs(wildcards):
+    """The plan, the folders returned so far, the manifests and the expert labels (gold)."""
+    return {
+        "assignment": ASSIGNMENT,
+        "folders": [ANNOTATION_FOLDER.format(annotator=a) for a in ANNOTATORS],
+        "manifests": manifests_of(ANNOTATED),
+        "labels": [LABEL_OF[c] for c in EVALUATED],
+    }
+
+
+def campaign_outputs():
+    """The campaign's files: plan, instruction sheet, packages (and zips), status once work is back."""
+    if not CAMPAIGN:
+        return []
+    files = [ASSIGNMENT, "results/campaign/instructions.html"]
+    files += expand("results/campaign/packages/{annotator}", annotator=CAMPAIGN)
+    if config["campaign"]["zip"]:
+        files += expand("results/campaign/packages/{annotator}.zip", annotator=CAMPAIGN)
+    files.append("results/campaign/status.tsv")
+    return files
 
 
 def fuse_inputs(wildcards):
@@ -187,7 +259,7 @@ def evaluate_inputs(wildcards):
 
 TRAIN = STUDY.train
 TEST = STUDY.test  # test cases with expert labels
-NNUNET_SOURCES = list(config["nnunet"]["sources"])
+NNUNET_SOURCES = STUDY.nnunet_sources  # empty when the stage is off in this run
 NNUNET_IDS = config["nnunet"]["dataset_ids"]
 DATASET_OF = {s: nnunet_lib.dataset_name(NNUNET_IDS[s], s) for s in NNUNET_SOURCES}
 SOURCE_OF = {name: s for s, name in DATASET_OF.items()}
@@ -251,10 +323,17 @@ def stats_inputs(wildcards):
 
 
 def final_outputs():
-    """What `snakemake` builds by default."""
-    return [
+    """What `snakemake` builds by default: the stages whose inputs are there (STUDY.notes says
+    which are off and why)."""
+    files = [
         *expand("results/data/checked/{case}.json", case=CASES.index),
         *expand("results/slices/{case}.manifest.json", case=ANNOTATED),
+        *campaign_outputs(),
+    ]
+    if not ANNOTATORS:
+        return files
+    return [
+        *files,
         *expand("results/labels/crowd/{case}.nii.gz", case=ANNOTATED),
         "results/quality/annotators.tsv",
         "results/tables/annotation_dice.md",

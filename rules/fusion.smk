@@ -27,6 +27,8 @@ rule quality:
         method=config["fusion"]["method"],
         absent=config["fusion"]["absent"],
         threshold=config["quality"]["threshold"],
+        gold_cases=EVALUATED,
+        organ_values=config["organs"],
     script:
         "../scripts/quality.py"
 

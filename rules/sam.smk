@@ -93,5 +93,7 @@ rule masks:
         naming=config["annotations"]["naming"],
         classes=config["annotations"]["classes"],
         known_cases=lambda wildcards: KNOWN_CASES,  # a callable: Snakemake does not scan it for wildcards per job
+        unassigned=config["campaign"]["unassigned"],
+        returned=returned_in_batch,  # changes when the annotator returns more files of the batch's cases
     script:
         "../scripts/masks.py"

@@ -21,7 +21,7 @@ from samcrowd.errors import SamcrowdError
 from samcrowd.geometry import SliceGeometry
 from samcrowd.identifiers import IDENTIFIER
 from samcrowd.io import read_json, write_tsv
-from samcrowd.openlabeling import PRESETS, Naming, normalise_class, read_class_list, read_slice, scan_folder
+from samcrowd.openlabeling import MARKER, PRESETS, Naming, normalise_class, read_class_list, read_slice, scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,9 @@ def annotator_table(
             "no class_list.txt in this annotation folder (and the naming preset has no class list)", folder
         )
     to_organ = class_map(classes, organs, class_overrides or {})
+    # a package's class list has the marker: empty files are OpenLabeling's, not the annotator's
+    empty_is_unseen = MARKER in {normalise_class(c) for c in classes}
+    unseen = 0
     stems = sorted(set(found.yolo) | set(found.voc))
     by_slice: dict[tuple[str, int], str] = {}
     rows: list[dict] = []
@@ -138,11 +141,15 @@ def annotator_table(
         sf = read_slice(stem, found, classes, lambda w=width, h=height: (w, h), naming.rounding)
         for warning in sf.warnings:
             log.warning("%s", warning)
+        if empty_is_unseen and not sf.boxes:
+            unseen += 1
+            continue
         kept = 0
         for box in sf.boxes:
             organ = to_organ.get(box.cls)
             if organ is None:
-                ignored[box.cls] += 1
+                if normalise_class(box.cls) != MARKER:
+                    ignored[box.cls] += 1
                 continue
             voxels = frame.campaign.box_to_voxels((box.x0, box.y0, box.x1, box.y1), k)
             try:
@@ -173,11 +180,13 @@ def annotator_table(
                 }
             )
             kept += 1
-        if kept == 0:
+        if kept == 0:  # no organ box (maybe the marker): seen, nothing there
             out_k = _output_slice(frame, k)
             rows.append(
                 {"case": case, "annotator": annotator, "organ": "", "slice": out_k, "file": _relative(sf.path, folder)}
             )
+    if unseen:
+        log.info("%s: %d empty file(s) not done yet (the class list has '%s')", folder, unseen, MARKER)
     for case, n in sorted(skipped.items()):
         log.info("%s: skipped %d file(s) of case '%s' (not in an annotated split)", folder, n, case)
     for cls, n in sorted(ignored.items()):
@@ -263,8 +272,14 @@ def write_case_table(
     organs: list[str],
     class_overrides: dict[str, str] | None = None,
     known_cases: set[str] | None = None,
+    assigned: set[tuple[str, int]] | None = None,
+    unassigned: str = "refuse",
 ) -> pd.DataFrame:
-    """One annotator's box table on one case, placed through the case's manifest (in the `masks` job)."""
+    """One annotator's box table on one case, placed through the case's manifest (in the `masks` job).
+
+    `assigned`: with a campaign plan, the (case, slice) the annotator was given; files for other
+    slices are refused or flagged (`unassigned`, samcrowd.campaign.check_assigned).
+    """
     preset = PRESETS[naming]
     manifest = read_json(manifest_path)
     frame = frame_from_manifest(manifest, preset)
@@ -278,6 +293,10 @@ def write_case_table(
         only_case=case,
         known_cases=known_cases,
     )
+    if assigned is not None:
+        from samcrowd.campaign import check_assigned
+
+        table = check_assigned(table, assigned, unassigned, folder, annotator)
     write_tsv(out, table)
     log.info("%s / %s: %s", case, annotator, summary(table, organs))
     return table

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import samcrowd
-from samcrowd import boxes, cases, config, io, openlabeling, stats, submissions
+from samcrowd import boxes, campaign, cases, config, io, openlabeling, stats, study, submissions
 from samcrowd.errors import SamcrowdError
 
 
@@ -103,6 +103,71 @@ def _submissions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _campaign_study(args: argparse.Namespace) -> tuple[dict, study.Study]:
+    """The project's config (config.yaml, then each --configfile, as the workflow reads them) and its plan."""
+    files = args.configfile or []
+    if Path("config.yaml").is_file() and "config.yaml" not in files:
+        files = ["config.yaml", *files]
+    settings = config.load_configs(files)
+    plan = study.plan(settings)
+    if not plan.campaign:
+        raise SamcrowdError("config: key 'campaign.plan': the campaign is not planned here (set campaign.plan: true)")
+    return settings, plan
+
+
+def _manifests(cases: list[str], slices: str) -> list[str]:
+    paths = [str(Path(slices) / f"{c}.manifest.json") for c in cases]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SamcrowdError(
+            "export manifest not found (export the slices first: snakemake --until export_slices)", missing[0]
+        )
+    return paths
+
+
+def _campaign_plan(args: argparse.Namespace) -> int:
+    settings, plan = _campaign_study(args)
+    labels = {c: plan.cases.loc[c, "label"] for c in plan.evaluated}
+    campaign.check_settings(settings["campaign"], plan.campaign, has_labels=bool(labels))
+    table = campaign.write_plan(
+        manifests=_manifests(plan.annotated, args.slices),
+        images={c: plan.cases.loc[c, "image"] for c in plan.annotated},
+        labels=labels,
+        organ_values=settings["organs"],
+        annotators=plan.campaign,
+        settings=settings["campaign"],
+        out=args.output,
+    )
+    per = table.groupby("annotator").size()
+    print(
+        f"wrote {args.output}: {table.stem.nunique()} slices ({table[table.gold == 'yes'].stem.nunique()} gold) "
+        f"to {len(per)} annotators, k = {settings['campaign']['k']}, {per.min()} to {per.max()} slices each",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _campaign_status(args: argparse.Namespace) -> int:
+    settings, plan = _campaign_study(args)
+    folder = Path(settings["annotations"]["folder"])
+    table, coverage, line = campaign.write_status(
+        assignment_path=args.assignment,
+        folders={a: folder / a for a in plan.campaign},
+        manifests=dict(zip(plan.annotated, _manifests(plan.annotated, args.slices))),
+        labels={c: plan.cases.loc[c, "label"] for c in plan.evaluated},
+        organ_values=settings["organs"],
+        annotations=settings["annotations"],
+        settings=settings["campaign"],
+        known_cases=set(plan.cases.index),
+    )
+    shown = table.assign(gold_iou=table.gold_iou.map(lambda v: "" if v != v else f"{v:.3f}"))
+    print(shown.to_string(index=False))
+    print()
+    print(coverage.to_string(index=False))
+    print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samcrowd", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"samcrowd {samcrowd.__version__}")
@@ -151,6 +216,27 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("dry_run", nargs="?", default="-", help="the dry run's output (default: standard input)")
     s.set_defaults(func=_submissions)
+
+    g = sub.add_parser("campaign", help="plan a crowd campaign and follow its returns (docs/campaign.md)")
+    gs = g.add_subparsers(dest="campaign_command", required=True)
+    for name, func, what in (
+        ("plan", _campaign_plan, "assign the exported slices to annotators (k each, gold to all): assignment.tsv"),
+        ("status", _campaign_status, "per annotator: assigned, done, boxes, refused files, below k, gold agreement"),
+    ):
+        c = gs.add_parser(name, help=what, description=what)
+        c.add_argument(
+            "--configfile",
+            action="append",
+            help="config on top of ./config.yaml, as given to snakemake (repeatable)",
+        )
+        c.add_argument(
+            "--slices", default="results/slices", help="the exported slices' manifests (default: results/slices)"
+        )
+        c.set_defaults(func=func)
+        if name == "plan":
+            c.add_argument("-o", "--output", default="results/campaign/assignment.tsv", help="(default: %(default)s)")
+        else:
+            c.add_argument("--assignment", default="results/campaign/assignment.tsv", help="(default: %(default)s)")
     return p
 
 

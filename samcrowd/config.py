@@ -35,6 +35,26 @@ def load_yaml(path: str | Path) -> Any:
         ) from None
 
 
+def load_configs(files: list[str | Path]) -> dict[str, Any]:
+    """Config files merged in order, later keys over earlier ones, sections merged key by key
+    (as Snakemake merges config.yaml and each --configfile)."""
+
+    def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+        for key, value in top.items():
+            base[key] = (
+                merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+            )
+        return base
+
+    merged: dict[str, Any] = {}
+    for path in files:
+        loaded = load_yaml(path) or {}
+        if not isinstance(loaded, dict):
+            raise SamcrowdError("a config file must be a mapping of sections", path)
+        merge(merged, loaded)
+    return merged
+
+
 def load_schema(name: str) -> dict[str, Any]:
     """One of the package's schemas by name ('config' or 'cases')."""
     return yaml.safe_load(resources.files("samcrowd.schemas").joinpath(f"{name}.schema.yaml").read_text("utf-8"))

@@ -20,7 +20,7 @@ import numpy as np
 from samcrowd import io
 from samcrowd.export import load_manifest, png_stem
 from samcrowd.geometry import mask_bbox
-from samcrowd.openlabeling import Box, write_class_list, write_voc, write_yolo
+from samcrowd.openlabeling import MARKER, Box, write_class_list, write_voc, write_yolo
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,22 @@ def draw_case(
     organ_values: dict[str, int],
     profile: Profile,
     rng: np.random.Generator,
+    slices: set[int] | None = None,
+    marker: str | None = None,
 ) -> dict[str, list[Box]]:
-    """The boxes one annotator draws on one case: {png stem: boxes} for every slice opened."""
+    """The boxes one annotator draws on one case: {png stem: boxes} for every slice opened.
+
+    `slices`: the slices to open (a campaign plan's), instead of a random `slice_fraction`;
+    `marker`: the class boxed on a slice without any organ (samcrowd.openlabeling.MARKER).
+    """
     names = list(organ_values)
     height, width = geometry.png_shape
     drawn: dict[str, list[Box]] = {}
     for record in manifest["slices"]:
-        if rng.random() >= profile.slice_fraction:
-            continue
+        opened = rng.random() < profile.slice_fraction  # drawn either way: a plan changes no stream
         k = record["slice"]
+        if not (opened if slices is None else k in slices):
+            continue
         plane = geometry.extract(label, k)
         boxes = []
         for organ, value in organ_values.items():
@@ -87,6 +94,8 @@ def draw_case(
             if len(names) > 1 and rng.random() < profile.wrong_class_rate:
                 cls = names[(names.index(organ) + 1 + int(rng.integers(len(names) - 1))) % len(names)]
             boxes.append(Box(cls, nx0, ny0, nx1, ny1, 0))
+        if marker is not None and not boxes:
+            boxes.append(Box(marker, 0, 0, min(8, width), min(8, height), 0))
         drawn[png_stem(manifest["case"], k)] = boxes
     return drawn
 
@@ -100,14 +109,18 @@ def simulate_annotator(
     out_dir: str | Path,
     seed: int,
     formats: tuple[str, ...],
+    assigned: set[tuple[str, int]] | None = None,
 ) -> dict[str, list[Box]]:
     """Write one annotator's OpenLabeling folder for `cases` [(label path, manifest path)].
 
+    `assigned`: with a campaign plan, the (case, slice) it was given; it opens exactly those
+    and marks slices without an organ with the MARKER class, as the instruction sheet asks.
     Returns every stem's boxes (half-open pixel corners on the exported PNG), as drawn.
     """
     all_drawn: dict[str, list[Box]] = {}
+    classes = list(organ_values) if assigned is None else [*organ_values, MARKER]
     with io.atomic_output(out_dir, directory=True) as tmp:
-        write_class_list(tmp / "class_list.txt", list(organ_values))
+        write_class_list(tmp / "class_list.txt", classes)
         if "yolo" in formats:
             (tmp / "YOLO_darknet").mkdir()
         if "voc" in formats:
@@ -115,11 +128,16 @@ def simulate_annotator(
         for n, (label_path, manifest_path) in enumerate(cases, 1):
             manifest, geometry = load_manifest(manifest_path)
             label, _ = io.load_volume(label_path, np.uint8)
-            drawn = draw_case(label, manifest, geometry, organ_values, profile, stream(seed, name, manifest["case"]))
+            case = manifest["case"]
+            slices = None if assigned is None else {k for c, k in assigned if c == case}
+            marker = None if assigned is None else MARKER
+            drawn = draw_case(
+                label, manifest, geometry, organ_values, profile, stream(seed, name, case), slices, marker
+            )
             height, width = geometry.png_shape
             for stem, boxes in drawn.items():
                 if "yolo" in formats:
-                    write_yolo(tmp / "YOLO_darknet" / f"{stem}.txt", boxes, list(organ_values), width, height)
+                    write_yolo(tmp / "YOLO_darknet" / f"{stem}.txt", boxes, classes, width, height)
                 if "voc" in formats:
                     write_voc(tmp / "PASCAL_VOC" / f"{stem}.xml", stem, boxes, width, height)
             all_drawn.update(drawn)

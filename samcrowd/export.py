@@ -49,8 +49,13 @@ def select_slices(
     """Slice indices to export: every n-th slice, optionally only those that show the body."""
     chosen = list(range(0, geometry.n_slices, every))
     if body_only:
-        chosen = [k for k in chosen if np.mean(geometry.extract(image, k) > body_hu) >= min_body_fraction]
+        chosen = [k for k in chosen if shows_body(geometry.extract(image, k), body_hu, min_body_fraction)]
     return chosen
+
+
+def shows_body(plane: np.ndarray, body_hu: float = -500.0, min_body_fraction: float = 0.02) -> bool:
+    """Whether a slice (HU) shows the body: at least `min_body_fraction` of it denser than air."""
+    return bool(np.mean(plane > body_hu) >= min_body_fraction)
 
 
 def settings(section: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:

@@ -267,13 +267,21 @@ def mask_batch(
     naming: str,
     class_overrides: dict[str, str],
     known_cases: set[str],
+    unassigned: str,
+    assignment: str | Path | None = None,
     threads: int | None = None,
 ) -> None:
     """The `masks` job: one annotator's OpenLabeling files on every case of a batch -> box table,
     label volume and coverage table per case (`mask_files`), through one loaded segmenter.
 
-    `embeddings`: the batch's embed folder for SAM-family segmenters, else None.
+    `embeddings`: the batch's embed folder for SAM-family segmenters, else None. `assignment`:
+    the campaign plan, when there is one (files for slices not assigned: `unassigned`).
     """
+    assigned = None
+    if assignment is not None:
+        from samcrowd.campaign import assigned_slices, read_assignment
+
+        assigned = assigned_slices(read_assignment(assignment), annotator)
     segmenter.prepare(threads)
     Path(out_folder).mkdir(parents=True, exist_ok=True)
     for i, (case, manifest, slices_dir, image) in enumerate(zip(cases, manifests, slices, images, strict=True)):
@@ -289,6 +297,8 @@ def mask_batch(
             organs=organs,
             class_overrides=class_overrides,
             known_cases=known_cases,
+            assigned=assigned,
+            unassigned=unassigned,
         )
         mask_case(
             segmenter=segmenter,

@@ -43,6 +43,11 @@ BTCV_CLASSES = (
     "left adrenal gland",
 )
 
+#: The class an annotator boxes on a slice that shows none of the organs: "seen, nothing there".
+#: OpenLabeling writes an empty file for every image when it starts, so in a folder whose class
+#: list holds this class (a samcrowd package) an empty file means "not done yet".
+MARKER = "nothing_here"
+
 _FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _INT = re.compile(r"^\d+$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -330,14 +335,19 @@ class AnnotatorFolder:
 
 
 def scan_folder(folder: str | Path) -> AnnotatorFolder:
-    """Find an annotator's files: OpenLabeling's layout or a flat folder of .txt/.xml files."""
+    """Find an annotator's files: OpenLabeling's layout (also under output/, as in a returned
+    package) or a flat folder of .txt/.xml files."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SamcrowdError("annotation folder not found", folder)
     found = AnnotatorFolder(folder, {}, {}, None, [])
     class_list = folder / "class_list.txt"
     found.class_list = class_list if class_list.is_file() else None
-    places = [(folder / "YOLO_darknet", ".txt", found.yolo), (folder / "PASCAL_VOC", ".xml", found.voc)]
+    # a samcrowd package sent back whole: OpenLabeling wrote its files under output/
+    files = (
+        folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
+    )
+    places = [(files / "YOLO_darknet", ".txt", found.yolo), (files / "PASCAL_VOC", ".xml", found.voc)]
     flat = not any(p.is_dir() for p, _, _ in places)
     if flat:
         places = [(folder, ".txt", found.yolo), (folder, ".xml", found.voc)]
@@ -356,6 +366,35 @@ def scan_folder(folder: str | Path) -> AnnotatorFolder:
                 raise SamcrowdError(f"unexpected file in an annotation folder (expected *{suffix})", path)
             target[path.stem] = path
     return found
+
+
+def returned_files(folder: str | Path, naming: Naming) -> dict[str, str]:
+    """A fingerprint of what an annotator has returned so far, per case: {case: digest of the
+    names, sizes and modification times of its files}; key "" holds the class list and files
+    whose names name no case. Never raises on a bad file (its masks job says what is wrong);
+    the workflow reruns exactly the masks jobs whose cases' fingerprints changed."""
+    import hashlib
+    import os
+
+    folder = Path(folder)
+    entries: dict[str, list[str]] = {}
+    files = (
+        folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
+    )
+    places = [files / "YOLO_darknet", files / "PASCAL_VOC"]
+    if not any(p.is_dir() for p in places):
+        places = [folder]
+    for place in [folder / "class_list.txt", *places]:
+        try:
+            listing = [place] if place.is_file() else sorted(p for p in place.iterdir() if p.is_file())
+        except OSError:
+            continue
+        for path in listing:
+            parsed = naming.parse_stem(path.stem)
+            key = parsed[0] if parsed and path.name != "class_list.txt" else ""
+            st = os.stat(path)
+            entries.setdefault(key, []).append(f"{path.relative_to(folder).as_posix()} {st.st_size} {st.st_mtime_ns}")
+    return {key: hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16] for key, lines in entries.items()}
 
 
 def write_class_list(path: Path, names: list[str] | tuple[str, ...]) -> None:

@@ -11,8 +11,13 @@ annotator looked at the same slice:
   on the region around their masks; specificity is reported but, with background dominating,
   says little.
 
-`reliability` is the mean of the available box IoU, mask Dice and STAPLE sensitivity;
-annotators are ranked by it, and flagged below a threshold.
+With a campaign plan that has gold slices (samcrowd.campaign), a fourth measure compares the
+annotator with the expert: gold IoU, each organ's box on a gold slice against the box around
+the expert label (an organ boxed by only one of the two scores 0).
+
+`reliability` is the gold IoU where the annotator answered gold slices (`basis` gold), else the
+mean of the available box IoU, mask Dice and STAPLE sensitivity (`basis` peers); annotators
+are ranked by it, and flagged below a threshold.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ COLUMNS = [
     "staple_sensitivity",
     "staple_specificity",
     "staple_slices",
+    "gold_iou",
+    "gold_slices",
     "reliability",
+    "basis",
     "rank",
     "flagged",
 ]
@@ -73,6 +81,59 @@ def box_consensus_iou(boxes: pd.DataFrame) -> dict[str, tuple[float, int]]:
             others = np.delete(corners, i, axis=0)
             scores[name].append(iou(tuple(corners[i]), tuple(np.median(others, axis=0))))
     return {name: (float(np.mean(v)), len(v)) for name, v in scores.items()}
+
+
+def expert_boxes(
+    cells: pd.DataFrame, *, manifests: dict[str, str], labels: dict[str, str], organ_values: dict[str, int]
+) -> pd.DataFrame:
+    """The box around each organ of the expert label on the given (case, slice) cells, in exported
+    PNG pixels (columns case, slice, organ, x0, y0, x1, y1; half-open)."""
+    from samcrowd import io
+    from samcrowd.export import load_manifest
+
+    rows = []
+    for case, group in cells.groupby("case", sort=False):
+        _, geometry = load_manifest(manifests[case])
+        label, _ = io.load_volume(labels[case], np.uint8)
+        for k in sorted(set(group.slice.astype(int))):
+            plane = geometry.extract(label, k)
+            for organ, value in organ_values.items():
+                box = mask_bbox(plane == value)
+                if box is not None:
+                    (y0, y1), (x0, x1) = box
+                    rows.append({"case": case, "slice": k, "organ": organ, "x0": x0, "y0": y0, "x1": x1, "y1": y1})
+    return pd.DataFrame(rows, columns=["case", "slice", "organ", "x0", "y0", "x1", "y1"])
+
+
+def gold_agreement(boxes: pd.DataFrame, expert: pd.DataFrame) -> dict[str, tuple[float, int]]:
+    """Mean IoU of each annotator's boxes with the expert's on the gold slices it returned (the
+    slices of `expert`); an organ boxed by only one of the two counts 0. -> {annotator: (IoU, slices)}."""
+    if expert.empty or boxes.empty:
+        return {}
+    truth = {(r.case, int(r.slice), r.organ): (r.x0, r.y0, r.x1, r.y1) for r in expert.itertuples()}
+    gold_cells = {(c, s) for c, s, _ in truth}
+    out = {}
+    for name, own in boxes.groupby("annotator"):
+        own = own[[(c, int(s)) in gold_cells for c, s in zip(own.case, own.slice)]]
+        if own.empty:
+            continue
+        drawn = (
+            own[own.organ != ""]
+            .groupby(["case", "slice", "organ"])
+            .agg(x0=("x0", "min"), y0=("y0", "min"), x1=("x1", "max"), y1=("y1", "max"))
+        )
+        mine = {(c, int(s), o): tuple(float(v) for v in r) for (c, s, o), r in drawn.iterrows()}
+        cells = {(c, int(s)) for c, s in zip(own.case, own.slice)}
+        scores = []
+        for case, k in cells:
+            organs = {o for (c, s, o) in truth if (c, s) == (case, k)} | {
+                o for (c, s, o) in mine if (c, s) == (case, k)
+            }
+            for organ in organs:
+                a, b = mine.get((case, k, organ)), truth.get((case, k, organ))
+                scores.append(iou(a, tuple(float(v) for v in b)) if a is not None and b is not None else 0.0)
+        out[name] = (float(np.mean(scores)) if scores else np.nan, len(cells))
+    return out
 
 
 def loo_mask_dice(
@@ -136,17 +197,22 @@ def annotator_quality(
     method: str,
     absent: str,
     threshold: float,
+    expert: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The reliability table: one row per annotator, most reliable first."""
+    """The reliability table: one row per annotator, most reliable first. `expert`: the expert's
+    boxes on the campaign's gold slices (`expert_boxes`), if it has any."""
     names = sorted(set(boxes.annotator) | {a.name for _, anns in cases.values() for a in anns})
     box_iou = box_consensus_iou(boxes)
     dice = loo_mask_dice(cases, organs, method, absent)
     staple = staple_agreement(cases, len(organs))
+    gold = gold_agreement(boxes, expert) if expert is not None else {}
     rows = []
     for name in names:
         own = boxes[boxes.annotator == name]
         b, d, s = box_iou.get(name, (np.nan, 0)), dice.get(name, (np.nan, 0)), staple.get(name, (np.nan, np.nan, 0))
+        g = gold.get(name, (np.nan, 0))
         measures = [x for x in (b[0], d[0], s[0]) if not np.isnan(x)]
+        basis = "gold" if g[1] else "peers"
         rows.append(
             {
                 "annotator": name,
@@ -159,7 +225,10 @@ def annotator_quality(
                 "staple_sensitivity": s[0],
                 "staple_specificity": s[1],
                 "staple_slices": s[2],
-                "reliability": float(np.mean(measures)) if measures else np.nan,
+                "gold_iou": g[0],
+                "gold_slices": g[1],
+                "reliability": g[0] if g[1] else (float(np.mean(measures)) if measures else np.nan),
+                "basis": basis,
             }
         )
     table = pd.DataFrame(rows, columns=COLUMNS[:-2])
@@ -170,9 +239,13 @@ def annotator_quality(
     table["flagged"] = table.reliability.isna() | (table.reliability < threshold)
     for row in table.itertuples():
         log.info(
-            "annotator %s: reliability %.3f (box IoU %.3f, LOO Dice %.3f, STAPLE sensitivity %.3f), rank %d%s",
+            "annotator %s: reliability %.3f from %s (gold IoU %.3f on %d slices, box IoU %.3f, LOO Dice %.3f, "
+            "STAPLE sensitivity %.3f), rank %d%s",
             row.annotator,
             row.reliability,
+            row.basis,
+            row.gold_iou,
+            row.gold_slices,
             row.box_iou,
             row.mask_dice_loo,
             row.staple_sensitivity,
@@ -194,8 +267,12 @@ def write_quality(
     method: str,
     absent: str,
     threshold: float,
+    organ_values: dict[str, int],
+    assignment: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The workflow's `quality` job: inputs listed per (case, annotator) pair, in the same order."""
+    """The workflow's `quality` job: inputs listed per (case, annotator) pair, in the same order;
+    with a campaign plan (`assignment`), the expert `labels` of its gold slices' cases."""
     from samcrowd import io
     from samcrowd.boxes import read_table
     from samcrowd.export import load_manifest
@@ -206,7 +283,14 @@ def write_quality(
         if case not in cases:
             cases[case] = (load_manifest(manifests[case])[1], [])
         cases[case][1].append(Annotation.load(annotator, volume, cov))
-    table = annotator_quality(boxes, cases, organs, method=method, absent=absent, threshold=threshold)
+    expert = None
+    if assignment is not None:
+        from samcrowd.campaign import read_assignment
+
+        plan = read_assignment(assignment)
+        gold = plan[plan.gold == "yes"][["case", "slice"]].drop_duplicates()
+        expert = expert_boxes(gold, manifests=manifests, labels=labels or {}, organ_values=organ_values)
+    table = annotator_quality(boxes, cases, organs, method=method, absent=absent, threshold=threshold, expert=expert)
     io.write_tsv(out, table)
     return table
 

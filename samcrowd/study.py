@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -30,15 +31,18 @@ class Study:
     """Who and what takes part in each stage of one run."""
 
     cases: pd.DataFrame  # indexed by case; columns case, image, label ('' when none), split
-    annotators: list[str]
+    annotators: list[str]  # the annotators whose work this run uses (simulated, or folder returned)
+    campaign: list[str]  # the annotators the campaign plan hands slices to (empty: no plan)
     annotated: list[str]  # cases exported for annotation (export.splits), in sheet order
     evaluated: list[str]  # annotated cases with an expert label
     batches: dict[str, list[str]]  # batch -> its annotated cases: one embed job, one masks job per annotator
     train: list[str]
     test: list[str]  # test cases with an expert label: the ones nnU-Net's models are scored on
+    nnunet_sources: list[str]  # the label sources nnU-Net trains on in this run (empty: stage off)
     nnunet_paths: dict[str, str]  # raw, preprocessed, results
     overlay_cases: dict[str, str | None]  # figure (crowd, models) -> case, None when there is none
     checkpoint: str | None  # the segmenter's weights file
+    notes: list[str]  # stages left out of this run (and annotators not back yet): why, and how to switch them on
 
 
 def plan(config: dict[str, Any], *, environ: Mapping[str, str] | None = None) -> Study:
@@ -54,22 +58,34 @@ def plan(config: dict[str, Any], *, environ: Mapping[str, str] | None = None) ->
     evaluated = [c for c in annotated if c in labelled]
     train = [c for c in names if cases.loc[c, "split"] == "train"]
     test = [c for c in names if cases.loc[c, "split"] == "test" and c in labelled]
-    annotators = study_annotators(config["annotations"], config["crowd"])
+    notes: list[str] = []
+    planned, annotators = study_annotators(config["annotations"], config["crowd"], notes)
+    campaign = planned if config["campaign"]["plan"] else []
+    if config["campaign"]["plan"]:
+        check_campaign(
+            config["campaign"], config["annotations"], planned, labelled=[c for c in annotated if c in labelled]
+        )
     if config["annotations"]["source"] == "simulate":
         check_simulated_crowd(annotated=annotated, labelled=labelled)
-    check_nnunet(config["nnunet"], train=train, test=test, annotated=annotated, labelled=labelled)
-    pools = {"crowd": evaluated, "models": test}
+    sources = nnunet_sources(config["nnunet"], test=test, annotators=annotators, notes=notes)
+    check_nnunet(
+        {**config["nnunet"], "sources": sources}, train=train, test=test, annotated=annotated, labelled=labelled
+    )
+    pools = {"crowd": evaluated if annotators else [], "models": test if sources else []}
     return Study(
         cases=cases,
         annotators=annotators,
+        campaign=campaign,
         annotated=annotated,
         evaluated=evaluated,
         batches=batches(annotated, config["batch"]["cases"]),
         train=train,
         test=test,
+        nnunet_sources=sources,
         nnunet_paths=nnunet_paths(config["nnunet"]["paths"], os.environ if environ is None else environ),
         overlay_cases={kind: overlay_case(config["figures"], kind=kind, pool=pool) for kind, pool in pools.items()},
         checkpoint=segmenter_checkpoint(config["segmenter"]),
+        notes=notes,
     )
 
 
@@ -92,23 +108,85 @@ def load_cases(config: dict[str, Any]) -> pd.DataFrame:
     return table.set_index("case", drop=False)
 
 
-def study_annotators(annotations: dict[str, Any], crowd: dict[str, Any]) -> list[str]:
-    """Simulated: the configured crowd. Folder: the listed annotators, else every subfolder.
+def study_annotators(
+    annotations: dict[str, Any], crowd: dict[str, Any], notes: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(the study's annotators, those whose work this run can use).
 
+    Simulated: the configured crowd, both. Folder: the listed annotators, else every subfolder;
+    of these, the ones whose folder is there. Annotators still out, or no annotation folder at
+    all, are said in `notes` (the annotation stages wait, the DAG does not stop).
     Refuses a name that is a label source (gt, crowd, stacked): tables and paths would mix them.
     """
+    notes = [] if notes is None else notes
+    folder = Path(annotations["folder"])
     if annotations["source"] == "simulate":
         names = list(crowd["annotators"])
     elif annotations["annotators"]:
         names = list(annotations["annotators"])
+    elif folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+        names = discover_annotators(folder)
     else:
-        names = discover_annotators(annotations["folder"])
+        names = []
     clash = [a for a in names if a in LABEL_SOURCES]
     if clash:
         raise SamcrowdError(
             f"annotator name '{clash[0]}' is reserved for a label source ({', '.join(LABEL_SOURCES)}); rename it"
         )
-    return names
+    if annotations["source"] == "simulate":
+        return names, names
+    returned = [a for a in names if (folder / a).is_dir()]
+    if not returned:
+        where = (
+            f"folder '{folder}' (annotations.folder) not found"
+            if not folder.is_dir()
+            else f"no annotator folder in '{folder}'"
+        )
+        notes.append(
+            f"annotation stages off (masks, quality, fusion, evaluation, Table 1, figures): {where} yet; "
+            f"they start once annotators' OpenLabeling folders are in {folder}/<annotator>/"
+        )
+    elif len(returned) < len(names):
+        out = [a for a in names if a not in returned]
+        notes.append(
+            f"waiting for {len(out)} annotator(s) with no folder in '{folder}' yet ({', '.join(out)}): "
+            "left out until their folders are there"
+        )
+    return names, returned
+
+
+def check_campaign(
+    campaign: dict[str, Any], annotations: dict[str, Any], planned: list[str], *, labelled: list[str]
+) -> None:
+    """A campaign plan needs its annotators named, k of them per slice, and expert labels for gold."""
+    from samcrowd.campaign import check_settings
+
+    if annotations["source"] == "folder" and not annotations["annotators"]:
+        raise SamcrowdError(
+            "config: key 'annotations.annotators': campaign.plan needs the annotators to plan for; list them"
+        )
+    check_settings(campaign, planned, has_labels=bool(labelled))
+
+
+def nnunet_sources(nnunet: dict[str, Any], *, test: list[str], annotators: list[str], notes: list[str]) -> list[str]:
+    """The label sources nnU-Net trains on in this run: none without labelled test cases or without
+    crowd labels yet (said in `notes`), else the configured ones."""
+    sources = list(nnunet["sources"])
+    if not sources:
+        return []
+    if not test:
+        notes.append(
+            "nnU-Net stage off: the case sheet has no test case with an expert label (split test); "
+            "add some to switch it on, or set nnunet.sources: [] to say it is off"
+        )
+        return []
+    if not annotators:
+        notes.append(
+            "nnU-Net stage off: it compares models trained on crowd labels with the expert-label model, "
+            "and there are no crowd labels yet"
+        )
+        return []
+    return sources
 
 
 def check_simulated_crowd(*, annotated: list[str], labelled: list[str]) -> None:
@@ -134,8 +212,6 @@ def check_nnunet(
             f"config: key 'nnunet.folds': {folds} folds need at least {folds} training cases, "
             f"the case sheet has {len(train)}"
         )
-    if not test:
-        raise SamcrowdError("the nnU-Net stage needs test cases with expert labels; the sheet has none")
     if "gt" in sources:
         unlabelled = [c for c in train if c not in labelled]
         if unlabelled:
@@ -163,6 +239,8 @@ def overlay_case(figures: dict[str, Any], *, kind: str, pool: list[str]) -> str 
     """The case an overlay figure shows: the configured one (which must be in `pool`), else the first."""
     key = OVERLAYS[kind]
     chosen = figures[key]
+    if not pool:  # the figure's stage is off in this run
+        return None
     if chosen and chosen not in pool:
         raise SamcrowdError(f"config: key 'figures.{key}': '{chosen}' is not one of {pool}")
     return chosen or (pool[0] if pool else None)

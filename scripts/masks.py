@@ -18,6 +18,8 @@ jobs.run(
         naming=p.naming,
         class_overrides=p.classes,
         known_cases=set(p.known_cases),
+        assignment=i.assignment if "assignment" in i.keys() else None,
+        unassigned=p.unassigned,
         threads=snakemake.threads,
     ),
 )

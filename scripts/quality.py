@@ -17,5 +17,8 @@ jobs.run(
         method=p.method,
         absent=p.absent,
         threshold=p.threshold,
+        assignment=i.assignment if "assignment" in i.keys() else None,
+        labels=dict(zip(p.gold_cases, i.gold_labels)) if "gold_labels" in i.keys() else None,
+        organ_values=p.organ_values,
     ),
 )

@@ -1,7 +1,8 @@
 # Snakemake entry point: write one simulated annotator's OpenLabeling folder.
-from samcrowd import crowd, jobs
+from samcrowd import campaign, crowd, jobs
 
-p = snakemake.params
+i, p = snakemake.input, snakemake.params
+annotator = snakemake.wildcards.annotator
 jobs.run(
     snakemake,
     lambda: crowd.simulate_annotator(
@@ -12,5 +13,8 @@ jobs.run(
         out_dir=snakemake.output[0],
         seed=p.seed,
         formats=tuple(p.formats),
+        assigned=campaign.assigned_slices(campaign.read_assignment(i.assignment), annotator)
+        if "assignment" in i.keys()
+        else None,
     ),
 )

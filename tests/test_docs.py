@@ -38,11 +38,13 @@ def test_the_readmes_workflow_picture_is_the_rule_graph_by_stage(tmp_path):
     stage = stage_of_rule()
     assert drawn_rules == {s: sorted(r for r, s2 in stage.items() if s2 == s) for s in set(stage.values())}
 
-    run = snakemake(tmp_path, "--rulegraph", "mermaid-js", "--configfile", str(REPO / "config.yaml"))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("campaign: {plan: true}\n")
+    run = snakemake(tmp_path, "--rulegraph", "mermaid-js", "--configfile", str(REPO / "config.yaml"), str(plan))
     assert run.returncode == 0, run.stderr
     names = dict(re.findall(r"^\s*(id\d+)\[(\w+)\]", run.stdout, re.M))
     edges = [(names[a], names[b]) for a, b in re.findall(r"^\s*(id\d+) --> (id\d+)", run.stdout, re.M)]
-    assert set(names.values()) == {*stage, "all"}  # the embedded default runs every rule
+    assert set(names.values()) == {*stage, "all"}  # the embedded default with a campaign plan runs every rule
     by_stage = {(stage[a], stage[b]) for a, b in edges if b != "all" and stage[a] != stage[b]}
     assert drawn_edges == by_stage
 

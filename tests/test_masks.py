@@ -238,6 +238,7 @@ def test_a_batch_job_loads_the_model_once_and_writes_each_cases_own_files(tmp_pa
         naming="project",
         class_overrides={},
         known_cases=set(cases),
+        unassigned="refuse",
     )
     assert loads["n"] == 2  # one load per job, not per case
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(

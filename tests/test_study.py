@@ -70,11 +70,6 @@ CASES = {
             "config: key 'nnunet.folds': 5 folds need at least 5 training cases, the case sheet has 3",
         ),
         (
-            {"sources": ["gt", "crowd"], "folds": 2},
-            {"test": []},
-            "the nnU-Net stage needs test cases with expert labels; the sheet has none",
-        ),
-        (
             {"sources": ["gt"], "folds": 2},
             {"labelled": ["t1", "t3", "s1"]},
             "nnU-Net source gt needs expert labels of every training case; 't2' has none",
@@ -90,6 +85,27 @@ def test_an_nnunet_stage_that_cannot_work_stops_with_one_line(nnunet, change, me
     with pytest.raises(SamcrowdError) as e:
         study.check_nnunet(nnunet, **{**CASES, **change})
     assert str(e.value) == message
+
+
+def test_without_labelled_test_cases_or_crowd_labels_the_nnunet_stage_is_off_and_says_why():
+    notes = []
+    assert study.nnunet_sources({"sources": ["gt", "crowd"]}, test=[], annotators=["a"], notes=notes) == []
+    assert notes == [
+        "nnU-Net stage off: the case sheet has no test case with an expert label (split test); "
+        "add some to switch it on, or set nnunet.sources: [] to say it is off"
+    ]
+    notes = []
+    assert study.nnunet_sources({"sources": ["gt", "crowd"]}, test=["s1"], annotators=[], notes=notes) == []
+    assert notes == [
+        "nnU-Net stage off: it compares models trained on crowd labels with the expert-label model, "
+        "and there are no crowd labels yet"
+    ]
+    notes = []
+    assert study.nnunet_sources({"sources": ["gt", "crowd"]}, test=["s1"], annotators=["a"], notes=notes) == [
+        "gt",
+        "crowd",
+    ]
+    assert study.nnunet_sources({"sources": []}, test=[], annotators=[], notes=notes) == [] and notes == []
 
 
 def test_without_nnunet_sources_any_cases_will_do():
@@ -113,7 +129,9 @@ def test_an_annotator_may_not_take_a_label_sources_name(tmp_path, name):
         study.study_annotators(annotations, crowd={})
     assert str(e.value) == f"annotator name '{name}' is reserved for a label source (gt, crowd, stacked); rename it"
     with pytest.raises(SamcrowdError, match=f"annotator name '{name}' is reserved"):
-        study.study_annotators({"source": "simulate"}, crowd={"annotators": {"ann01": "careful", name: "hasty"}})
+        study.study_annotators(
+            {"source": "simulate", "folder": "annotations"}, crowd={"annotators": {"ann01": "careful", name: "hasty"}}
+        )
 
 
 def test_annotators_are_the_simulated_crowd_the_listed_ones_or_every_subfolder(tmp_path):
@@ -121,12 +139,30 @@ def test_annotators_are_the_simulated_crowd_the_listed_ones_or_every_subfolder(t
         (tmp_path / folder).mkdir()
     (tmp_path / "notes.txt").write_text("")
     folder = {"source": "folder", "folder": str(tmp_path)}
-    assert study.study_annotators({**folder, "annotators": []}, crowd={}) == ["a", "b"]
-    assert study.study_annotators({**folder, "annotators": ["b"]}, crowd={}) == ["b"]
+    assert study.study_annotators({**folder, "annotators": []}, crowd={}) == (["a", "b"], ["a", "b"])
+    assert study.study_annotators({**folder, "annotators": ["b"]}, crowd={}) == (["b"], ["b"])
     simulated = {"source": "simulate", "folder": "nowhere", "annotators": []}
-    assert study.study_annotators(simulated, crowd={"annotators": {"x": "careful", "y": "hasty"}}) == ["x", "y"]
-    with pytest.raises(SamcrowdError, match=r"nowhere: annotation folder not found \(annotations.folder\)"):
-        study.study_annotators({**simulated, "source": "folder"}, crowd={})
+    crowd = {"annotators": {"x": "careful", "y": "hasty"}}
+    assert study.study_annotators(simulated, crowd=crowd) == (["x", "y"], ["x", "y"])
+
+
+def test_annotators_not_back_yet_wait_and_no_folder_at_all_switches_the_annotation_stages_off(tmp_path):
+    (tmp_path / "ann02").mkdir()
+    notes = []
+    listed = {"source": "folder", "folder": str(tmp_path), "annotators": ["ann01", "ann02", "ann03"]}
+    assert study.study_annotators(listed, crowd={}, notes=notes) == (["ann01", "ann02", "ann03"], ["ann02"])
+    assert notes == [
+        f"waiting for 2 annotator(s) with no folder in '{tmp_path}' yet (ann01, ann03): left out until their "
+        "folders are there"
+    ]
+    notes = []
+    nowhere = {"source": "folder", "folder": str(tmp_path / "nowhere"), "annotators": []}
+    assert study.study_annotators(nowhere, crowd={}, notes=notes) == ([], [])
+    assert notes == [
+        "annotation stages off (masks, quality, fusion, evaluation, Table 1, figures): folder "
+        f"'{tmp_path / 'nowhere'}' (annotations.folder) not found yet; they start once annotators' OpenLabeling "
+        f"folders are in {tmp_path / 'nowhere'}/<annotator>/"
+    ]
 
 
 def test_the_simulated_crowd_needs_the_expert_label_of_every_annotated_case():
