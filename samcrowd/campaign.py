@@ -279,7 +279,7 @@ def instructions_html(examples: list[tuple[str, np.ndarray, tuple[int, int, int,
 <html lang="en"><head><meta charset="utf-8"><title>samcrowd: how to draw your boxes</title>
 <style>
 body {{ font-family: sans-serif; max-width: 60em; margin: 1em auto; line-height: 1.4; }}
-figure {{ display: inline-block; margin: 0.5em; text-align: center; }}
+figure {{ display: inline-block; width: 18em; margin: 0.5em; vertical-align: top; text-align: center; }}
 figure img {{ width: 18em; image-rendering: pixelated; border: 1px solid #999; }}
 code {{ background: #eee; padding: 0 0.2em; }}
 </style></head><body>

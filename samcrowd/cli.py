@@ -160,7 +160,7 @@ def _campaign_status(args: argparse.Namespace) -> int:
         settings=settings["campaign"],
         known_cases=set(plan.cases.index),
     )
-    shown = table.assign(gold_iou=table.gold_iou.map(lambda v: "" if v != v else f"{v:.3f}"))
+    shown = table.assign(gold_iou=table.gold_iou.map(lambda v: "-" if v != v else f"{v:.3f}"))
     print(shown.to_string(index=False))
     print()
     print(coverage.to_string(index=False))

@@ -378,23 +378,22 @@ def returned_files(folder: str | Path, naming: Naming) -> dict[str, str]:
 
     folder = Path(folder)
     entries: dict[str, list[str]] = {}
-    files = (
-        folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
-    )
-    places = [files / "YOLO_darknet", files / "PASCAL_VOC"]
-    if not any(p.is_dir() for p in places):
-        places = [folder]
-    for place in [folder / "class_list.txt", *places]:
+    files = folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
+    layout = [files / "YOLO_darknet", files / "PASCAL_VOC"]
+    flat = not any(p.is_dir() for p in layout)
+    for place in [folder] if flat else [folder, *layout]:
         try:
-            listing = [place] if place.is_file() else sorted(p for p in place.iterdir() if p.is_file())
+            listing = list(os.scandir(place))
         except OSError:
             continue
-        for path in listing:
-            parsed = naming.parse_stem(path.stem)
-            key = parsed[0] if parsed and path.name != "class_list.txt" else ""
-            st = os.stat(path)
-            entries.setdefault(key, []).append(f"{path.relative_to(folder).as_posix()} {st.st_size} {st.st_mtime_ns}")
-    return {key: hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16] for key, lines in entries.items()}
+        for entry in listing:
+            if not entry.is_file() or (place == folder and not flat and entry.name != "class_list.txt"):
+                continue
+            parsed = naming.parse_stem(entry.name.rsplit(".", 1)[0])
+            key = parsed[0] if parsed and entry.name != "class_list.txt" else ""
+            st = entry.stat()
+            entries.setdefault(key, []).append(f"{place.name}/{entry.name} {st.st_size} {st.st_mtime_ns}")
+    return {key: hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16] for key, lines in entries.items()}
 
 
 def write_class_list(path: Path, names: list[str] | tuple[str, ...]) -> None:

@@ -41,6 +41,20 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     )
 
 
+def planned_jobs(run):
+    """{rule: count} from a dry run's job table."""
+    counts, table = {}, False
+    for line in (run.stdout + run.stderr).splitlines():
+        fields = line.split()
+        if fields[:2] == ["job", "count"]:
+            table = True
+        elif table and len(fields) == 2 and fields[1].isdigit():
+            if fields[0] == "total":
+                break
+            counts[fields[0]] = int(fields[1])
+    return counts
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

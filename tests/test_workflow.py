@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BTCV_CROWD, ORGANS, REPO, TINY, TINY_NNUNET, snakemake, write_config
+from conftest import BTCV_CROWD, ORGANS, REPO, TINY, TINY_NNUNET, planned_jobs, snakemake, write_config
 
 from samcrowd import boxes, io
 from samcrowd.openlabeling import PRESETS
@@ -207,20 +207,6 @@ def test_a_bad_annotation_file_fails_its_jobs_with_one_line_and_no_table(tmp_pat
     ) in run.stderr
     assert not (tmp_path / "results/masks/campaign/batch0001").exists()
     assert not list((tmp_path / "results").rglob(".tmp-*"))
-
-
-def planned_jobs(run):
-    """{rule: count} from a dry run's job table."""
-    counts, table = {}, False
-    for line in (run.stdout + run.stderr).splitlines():
-        fields = line.split()
-        if fields[:2] == ["job", "count"]:
-            table = True
-        elif table and len(fields) == 2 and fields[1].isdigit():
-            if fields[0] == "total":
-                break
-            counts[fields[0]] = int(fields[1])
-    return counts
 
 
 def test_sam_study_embeds_once_per_case_and_a_new_annotator_never_reruns_embed(tmp_path, tiny_checkpoint):
