@@ -378,7 +378,9 @@ def returned_files(folder: str | Path, naming: Naming) -> dict[str, str]:
 
     folder = Path(folder)
     entries: dict[str, list[str]] = {}
-    files = folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
+    files = (
+        folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
+    )
     layout = [files / "YOLO_darknet", files / "PASCAL_VOC"]
     flat = not any(p.is_dir() for p in layout)
     for place in [folder] if flat else [folder, *layout]:
