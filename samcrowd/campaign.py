@@ -202,17 +202,17 @@ def write_plan(
         seed=settings["seed"],
     )
     io.write_tsv(out, table)
-    per = table.groupby("annotator").size()
-    log.info(
-        "campaign plan: %d slices (%d gold) to %d annotators, k = %d; %d to %d slices each",
-        table.stem.nunique(),
-        table[table.gold == "yes"].stem.nunique(),
-        len(annotators),
-        settings["k"],
-        per.min(),
-        per.max(),
-    )
+    log.info("%s", plan_summary(table, settings["k"]))
     return table
+
+
+def plan_summary(table: pd.DataFrame, k: int) -> str:
+    """'campaign plan: 36 slices (2 gold) to 5 annotators, k = 2; 15 to 16 slices each'."""
+    per = table.groupby("annotator").size()
+    return (
+        f"campaign plan: {table.stem.nunique()} slices ({table[table.gold == 'yes'].stem.nunique()} gold) to "
+        f"{len(per)} annotators, k = {k}; {per.min()} to {per.max()} slices each"
+    )
 
 
 # ---- hand-out -------------------------------------------------------------------------------

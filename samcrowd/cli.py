@@ -138,12 +138,7 @@ def _campaign_plan(args: argparse.Namespace) -> int:
         settings=settings["campaign"],
         out=args.output,
     )
-    per = table.groupby("annotator").size()
-    print(
-        f"wrote {args.output}: {table.stem.nunique()} slices ({table[table.gold == 'yes'].stem.nunique()} gold) "
-        f"to {len(per)} annotators, k = {settings['campaign']['k']}, {per.min()} to {per.max()} slices each",
-        file=sys.stderr,
-    )
+    print(f"{args.output}: {campaign.plan_summary(table, settings['campaign']['k'])}", file=sys.stderr)
     return 0
 
 

@@ -29,6 +29,10 @@ PACKAGES = [
 ]
 
 
+#: The campaign settings that decide which slices were annotated by whom.
+CAMPAIGN_KEYS = ("plan", "k", "slices", "gold", "gold_slices", "seed", "unassigned")
+
+
 def package_version(name: str) -> str:
     """An installed distribution's version, or 'not installed' (the one place versions are read)."""
     try:
@@ -44,6 +48,7 @@ def settings(config: dict[str, Any]) -> dict[str, Any]:
         "annotations": {"source": config["annotations"]["source"]},
         "fusion": dict(config["fusion"]),
         "quality": {"drop_flagged": config["quality"]["drop_flagged"]},
+        "campaign": {k: config["campaign"][k] for k in CAMPAIGN_KEYS},
         "nnunet": {k: config["nnunet"][k] for k in ("sources", "configuration", "trainer", "folds", "seed")},
     }
 
@@ -71,6 +76,7 @@ def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -
         ("fusion.absent", config["fusion"]["absent"]),
         ("fusion.completion", config["fusion"]["completion"]),
         ("quality.drop_flagged", config["quality"]["drop_flagged"]),
+        *((f"campaign.{key}", config["campaign"][key]) for key in CAMPAIGN_KEYS),
     ]
     nn = config["nnunet"]
     rows += [(f"nnunet.{key}", nn[key]) for key in ("sources", "configuration", "trainer", "folds", "seed")]

@@ -248,15 +248,19 @@ def test_a_package_holds_the_assigned_slices_the_class_list_with_the_marker_and_
     for k in range(6):
         Image.fromarray(np.full((30, 40), k, np.uint8)).save(tmp_path / f"slices/c0_{k:04d}.png")
     (tmp_path / "sheet.html").write_text("<html>sheet</html>")
-    n = campaign.write_package(
-        annotator="ann02",
-        assignment=assignment,
-        slices_dirs={"c0": tmp_path / "slices"},
-        organs=ORGANS,
-        instructions=tmp_path / "sheet.html",
-        out_dir=tmp_path / "ann02",
-        zip_path=tmp_path / "ann02.zip",
-    )
+
+    def package(name):
+        return campaign.write_package(
+            annotator="ann02",
+            assignment=assignment,
+            slices_dirs={"c0": tmp_path / "slices"},
+            organs=ORGANS,
+            instructions=tmp_path / "sheet.html",
+            out_dir=tmp_path / name,
+            zip_path=tmp_path / f"{name}.zip",
+        )
+
+    n = package("ann02")
     stems = sorted(assignment.stem[assignment.annotator == "ann02"])
     assert n == len(stems) and sorted(p.stem for p in (tmp_path / "ann02/input").iterdir()) == stems
     assert openlabeling.read_class_list(tmp_path / "ann02/class_list.txt") == [*ORGANS, MARKER]
@@ -266,17 +270,10 @@ def test_a_package_holds_the_assigned_slices_the_class_list_with_the_marker_and_
             ["ann02/class_list.txt", "ann02/instructions.html", "ann02/slices.txt"]
             + [f"ann02/input/{s}.png" for s in stems]
         )
-    first = (tmp_path / "ann02.zip").read_bytes()
-    campaign.write_package(
-        annotator="ann02",
-        assignment=assignment,
-        slices_dirs={"c0": tmp_path / "slices"},
-        organs=ORGANS,
-        instructions=tmp_path / "sheet.html",
-        out_dir=tmp_path / "again",
-        zip_path=tmp_path / "again.zip",
-    )
-    assert (tmp_path / "again.zip").read_bytes() == first  # the same package zips to the same bytes
+    package("again")
+    assert (tmp_path / "again.zip").read_bytes() == (
+        tmp_path / "ann02.zip"
+    ).read_bytes()  # the same package zips to the same bytes
 
 
 # ---- the campaign through the workflow --------------------------------------------------------
@@ -330,14 +327,14 @@ def give_back(full, work, name, stems):
         shutil.copyfile(full / name / f"PASCAL_VOC/{stem}.xml", target / f"PASCAL_VOC/{stem}.xml")
 
 
+def samcrowd_cli(work, *args):
+    """The `samcrowd` command, run in the project folder."""
+    return subprocess.run([sys.executable, "-m", "samcrowd.cli", *args], cwd=work, capture_output=True, text=True)
+
+
 def status_cli(work):
     """`samcrowd campaign status` in the project: {annotator: row} and the summary line."""
-    run = subprocess.run(
-        [sys.executable, "-m", "samcrowd.cli", "campaign", "status", "--configfile", "c.yaml"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-    )
+    run = samcrowd_cli(work, "campaign", "status", "--configfile", "c.yaml")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     header = lines[0].split()
@@ -388,6 +385,17 @@ def test_a_campaign_plans_hands_out_collects_and_reruns_only_the_new_work(planne
         ).read_bytes()
         assert zipfile.ZipFile(work / f"results/campaign/packages/{name}.zip").testzip() is None
     assert not (work / "results/masks").exists()
+    cli = samcrowd_cli(work, "campaign", "plan", "--configfile", "c.yaml", "-o", "cli.tsv")
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stderr == "cli.tsv: campaign plan: 36 slices (2 gold) to 5 annotators, k = 2; 15 to 16 slices each\n"
+    assert (work / "cli.tsv").read_bytes() == (work / "results/campaign/assignment.tsv").read_bytes()
+    write_config(work / "k6.yaml", "campaign: {k: 6}\n")
+    cli = samcrowd_cli(work, "campaign", "plan", "--configfile", "c.yaml", "--configfile", "k6.yaml", "-o", "k6.tsv")
+    assert cli.returncode == 2 and not (work / "k6.tsv").exists()
+    assert cli.stderr == (
+        "samcrowd: error: config: key 'campaign.k': 6 annotators per slice, but the campaign has only 5 "
+        "(ann01, ann02, ann03, ann04, ann05)\n"
+    )
 
     full = tmp_path / "full"
     simulate_returns(work, full)

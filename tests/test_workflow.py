@@ -238,6 +238,7 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
     assert segmenter["checkpoint"]["sha256"] == sha
     provenance = pd.read_csv(tmp_path / "results/tables/provenance.tsv", sep="\t").set_index("key").value
     assert provenance["segmenter.checkpoint_sha256"] == sha and provenance["segmenter.kind"] == "sam"
+    assert provenance["campaign.plan"] == "False"  # which slices were whose: no plan, random slices
     more = write_config(tmp_path / "more.yaml", "crowd: {annotators: {ann05: hasty}}\n")
     plan = snakemake(tmp_path, "-n", "--configfile", str(cfg), str(more))
     assert plan.returncode == 0, plan.stderr
