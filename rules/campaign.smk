@@ -25,14 +25,16 @@ rule campaign_plan:
         labelled=EVALUATED,
         annotators=CAMPAIGN,
         organ_values=config["organs"],
-        settings=config["campaign"],
+        settings={key: config["campaign"][key] for key in PLAN_KEYS},
     script:
         "../scripts/campaign_plan.py"
 
 
 rule campaign_instructions:
-    """The annotators' one-page instruction sheet, with an example box per organ on a slice of the study."""
+    """The annotators' one-page instruction sheet, with an example box per organ on a slice of the
+    study (never a gold slice)."""
     input:
+        assignment=ASSIGNMENT,
         manifests=manifests_of(ANNOTATED),
         slices=expand("results/slices/{case}", case=ANNOTATED),
         labels=[LABEL_OF[c] for c in EVALUATED],
@@ -111,8 +113,8 @@ rule campaign_status:
         labelled=EVALUATED,
         organ_values=config["organs"],
         annotations=config["annotations"],
-        settings=config["campaign"],
+        settings={key: config["campaign"][key] for key in ("k", "unassigned")},
         known_cases=lambda wildcards: KNOWN_CASES,
-        returned=lambda wildcards: {a: returned(a) for a in ANNOTATORS},
+        returned=returned_by_all,  # changes when any annotator returns more files
     script:
         "../scripts/campaign_status.py"

@@ -10,6 +10,7 @@ from snakemake.logging import logger
 
 from samcrowd import nnunet as nnunet_lib
 from samcrowd import openlabeling, segmenters, study, submissions
+from samcrowd.campaign import PLAN_KEYS
 from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
 from samcrowd.identifiers import IDENTIFIER
@@ -62,13 +63,9 @@ def case_image(wildcards):
     return IMAGE_OF[wildcards.case]
 
 
-#: An annotator's OpenLabeling folder: simulated under results/, or the user's (a pattern, not an
-#: input function: it is resolved for every masks job).
-ANNOTATION_FOLDER = (
-    "results/annotations/{annotator}"
-    if config["annotations"]["source"] == "simulate"
-    else os.path.join(config["annotations"]["folder"].replace("{", "{{").replace("}", "}}"), "{annotator}")
-)
+def annotation_folder(annotator):
+    """An annotator's OpenLabeling folder (samcrowd.study.annotation_folder)."""
+    return study.annotation_folder(config["annotations"], annotator)
 
 
 def returned(annotator):
@@ -76,12 +73,19 @@ def returned(annotator):
     a masks job reruns when its batch's cases' files change (partial returns completed)."""
     if annotator not in _RETURNED:
         _RETURNED[annotator] = openlabeling.returned_files(
-            ANNOTATION_FOLDER.format(annotator=annotator), openlabeling.PRESETS[config["annotations"]["naming"]]
+            annotation_folder(annotator), openlabeling.PRESETS[config["annotations"]["naming"]]
         )
     return _RETURNED[annotator]
 
 
 _RETURNED = {}
+
+
+def returned_by_all(wildcards):
+    """Every annotator's fingerprints (folder source): the status reruns when any file comes back."""
+    if config["annotations"]["source"] == "simulate":
+        return {}
+    return {a: returned(a) for a in ANNOTATORS}
 
 
 def returned_in_batch(wildcards):
@@ -149,7 +153,7 @@ def masks_inputs(wildcards):
     """The annotator's folder, the batch's slices and images; for SAM-family segmenters also the
     batch's embeddings and the checkpoint."""
     files = {
-        "folder": ANNOTATION_FOLDER.format(annotator=wildcards.annotator),
+        "folder": annotation_folder(wildcards.annotator),
         **batch_slices(wildcards.batch),
         "images": [IMAGE_OF[c] for c in BATCHES[wildcards.batch]],
         "segmenter": "results/segmenter.json",
@@ -214,17 +218,17 @@ def campaign_status_inputs(wildcards):
     """The plan, the folders returned so far, the manifests and the expert labels (gold)."""
     return {
         "assignment": ASSIGNMENT,
-        "folders": [ANNOTATION_FOLDER.format(annotator=a) for a in ANNOTATORS],
+        "folders": [annotation_folder(a) for a in ANNOTATORS],
         "manifests": manifests_of(ANNOTATED),
         "labels": [LABEL_OF[c] for c in EVALUATED],
     }
 
 
 def campaign_outputs():
-    """The campaign's files: plan, instruction sheet, packages (and zips), status once work is back."""
+    """The campaign's files: plan, instruction sheet, packages (and zips), status."""
     if not CAMPAIGN:
         return []
-    files = [ASSIGNMENT, "results/campaign/instructions.html"]
+    files = [ASSIGNMENT, "results/campaign/instructions.html"]  # and the status, from the first run on
     files += expand("results/campaign/packages/{annotator}", annotator=CAMPAIGN)
     if config["campaign"]["zip"]:
         files += expand("results/campaign/packages/{annotator}.zip", annotator=CAMPAIGN)

@@ -31,6 +31,8 @@ from samcrowd.openlabeling import MARKER, write_class_list
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_COLUMNS = ["case", "slice", "stem", "annotator", "gold"]
+#: The campaign settings the plan follows (the others - unassigned, zip - must not re-plan).
+PLAN_KEYS = ("k", "slices", "gold", "gold_slices", "seed")
 STATUS_COLUMNS = [
     "annotator",
     "assigned",
@@ -143,9 +145,14 @@ def plan(
         gold_stems = set(rng.choice(eligible.stem.to_numpy(), size=n, replace=False))
     else:
         gold_stems = set()
+    rest = slices[~slices.stem.isin(gold_stems)]
+    if not gold_stems and len(rest) * k < len(annotators):
+        raise SamcrowdError(
+            f"campaign: {len(rest)} slices x k = {k} leave {len(annotators) - len(rest) * k} of the "
+            f"{len(annotators)} annotators without a slice; raise campaign.k, add gold slices or hand out more slices"
+        )
     load = dict.fromkeys(annotators, 0)
     rows = []
-    rest = slices[~slices.stem.isin(gold_stems)]
     for i in rng.permutation(len(rest)):
         row = rest.iloc[i]
         ties = rng.random(len(annotators))
@@ -219,9 +226,15 @@ def plan_summary(table: pd.DataFrame, k: int) -> str:
 
 
 def example_boxes(
-    *, manifests: list[str], labels: dict[str, str], slices_dirs: dict[str, str], organ_values: dict[str, int]
+    *,
+    manifests: list[str],
+    labels: dict[str, str],
+    slices_dirs: dict[str, str],
+    organ_values: dict[str, int],
+    gold: set[tuple[str, int]],
 ) -> list[tuple[str, np.ndarray, tuple[int, int, int, int]]]:
-    """One example per organ: (organ, the exported PNG where the expert label shows it largest, its box)."""
+    """One example per organ: (organ, the exported PNG where the expert label shows it largest, its box),
+    never on a gold slice (the sheet must not give away the answer to a gold check)."""
     best: dict[str, tuple[int, str, int, tuple[int, int, int, int]]] = {}
     for path in manifests:
         manifest, geometry = load_manifest(path)
@@ -230,6 +243,8 @@ def example_boxes(
             continue
         label = io.load_volume(labels[case], np.uint8)[0]
         for record in manifest["slices"]:
+            if (case, record["slice"]) in gold:
+                continue
             plane = geometry.extract(label, record["slice"])
             for organ, value in organ_values.items():
                 mask = plane == value
@@ -306,10 +321,15 @@ def write_instructions(
     labels: dict[str, str],
     slices_dirs: dict[str, str],
     organ_values: dict[str, int],
+    assignment: str | Path,
     out: str | Path,
 ) -> None:
     """The `campaign_instructions` job: the instruction sheet with an example box per organ."""
-    examples = example_boxes(manifests=manifests, labels=labels, slices_dirs=slices_dirs, organ_values=organ_values)
+    plan = read_assignment(assignment)
+    gold = set(zip(plan.case[plan.gold == "yes"], plan.slice[plan.gold == "yes"].astype(int)))
+    examples = example_boxes(
+        manifests=manifests, labels=labels, slices_dirs=slices_dirs, organ_values=organ_values, gold=gold
+    )
     missing = [o for o in organ_values if o not in {e[0] for e in examples}]
     if missing:
         log.warning("no expert label shows %s: the instruction sheet has no example of it", ", ".join(missing))
@@ -427,8 +447,12 @@ def status(
     k: int,
     policy: str,
     expert: pd.DataFrame,
+    folders: dict[str, str | Path | None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per annotator (STATUS_COLUMNS) and coverage (slices by number of votes, planned and returned)."""
+    """Per annotator (STATUS_COLUMNS) and coverage (slices by number of votes, planned and returned).
+
+    `below_k` counts an annotator's non-gold slices with fewer than k returned votes (gold slices
+    go to everyone); `folders` name the files in `reason`."""
     from samcrowd.quality import gold_agreement
 
     done: dict[str, set[tuple[str, int]]] = {}
@@ -448,7 +472,8 @@ def status(
             if n_outside and policy == "refuse":
                 first = table[outside].iloc[0]
                 row["refused"] = n_outside
-                row["reason"] = f"{first.file}: slice {int(first.slice)} of case '{first.case}' was not assigned"
+                where = Path((folders or {}).get(annotator) or "") / first.file
+                row["reason"] = f"{where.as_posix()}: slice {int(first.slice)} of case '{first.case}' was not assigned"
                 table = table.iloc[0:0]  # the masks job refuses the whole folder
             else:
                 row["unassigned"] = n_outside
@@ -483,7 +508,8 @@ def status(
 
 
 def summary_line(assignment: pd.DataFrame, table: pd.DataFrame, coverage: pd.DataFrame, k: int) -> str:
-    """'campaign: 36 slices (2 gold), 5 annotators, k = 2: 20 slices with k votes or more, ...'."""
+    """'campaign: 36 slices (2 gold), 5 annotators, k = 2: ... 8 slices with 2 votes or more, 28 below; ...'
+    (over all slices, gold included)."""
     slices = assignment.stem.nunique()
     gold = assignment[assignment.gold == "yes"].stem.nunique()
     reached = int(coverage.returned[coverage.votes >= k].sum())
@@ -515,7 +541,7 @@ def write_status(
     organs = list(organ_values)
     returns = read_returns(
         folders=folders,
-        manifests={c: manifests[c] for c in dict.fromkeys(assignment.case)},
+        manifests=manifests,  # every annotated case: files of a case without planned slices are unassigned
         naming=annotations["naming"],
         organs=organs,
         classes=annotations["classes"],
@@ -523,7 +549,9 @@ def write_status(
     )
     gold = assignment[assignment.gold == "yes"][["case", "slice"]].drop_duplicates()
     expert = expert_boxes(gold, manifests=manifests, labels=labels, organ_values=organ_values)
-    table, coverage = status(assignment, returns, k=settings["k"], policy=settings["unassigned"], expert=expert)
+    table, coverage = status(
+        assignment, returns, k=settings["k"], policy=settings["unassigned"], expert=expert, folders=folders
+    )
     line = summary_line(assignment, table, coverage, settings["k"])
     if out_table is not None:
         io.write_tsv(out_table, table)

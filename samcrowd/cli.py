@@ -144,10 +144,9 @@ def _campaign_plan(args: argparse.Namespace) -> int:
 
 def _campaign_status(args: argparse.Namespace) -> int:
     settings, plan = _campaign_study(args)
-    folder = Path(settings["annotations"]["folder"])
     table, coverage, line = campaign.write_status(
         assignment_path=args.assignment,
-        folders={a: folder / a for a in plan.campaign},
+        folders={a: study.annotation_folder(settings["annotations"], a) for a in plan.campaign},
         manifests=dict(zip(plan.annotated, _manifests(plan.annotated, args.slices))),
         labels={c: plan.cases.loc[c, "label"] for c in plan.evaluated},
         organ_values=settings["organs"],

@@ -48,6 +48,9 @@ BTCV_CLASSES = (
 #: list holds this class (a samcrowd package) an empty file means "not done yet".
 MARKER = "nothing_here"
 
+#: A package's own files, sent back with the annotator's work: never annotation files.
+PACKAGE_FILES = frozenset({"slices.txt", "instructions.html"})
+
 _FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _INT = re.compile(r"^\d+$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -355,7 +358,7 @@ def scan_folder(folder: str | Path) -> AnnotatorFolder:
         if not place.is_dir():
             continue
         for path in sorted(place.iterdir()):
-            if path.name.startswith(".") or path == found.class_list or path.is_dir():
+            if path.name.startswith(".") or path == found.class_list or path.is_dir() or path.name in PACKAGE_FILES:
                 found.ignored.append(path)
                 continue
             if path.suffix.lower() == suffix and path.suffix != suffix:
@@ -366,6 +369,20 @@ def scan_folder(folder: str | Path) -> AnnotatorFolder:
                 raise SamcrowdError(f"unexpected file in an annotation folder (expected *{suffix})", path)
             target[path.stem] = path
     return found
+
+
+def has_returns(folder: str | Path) -> bool:
+    """Whether an annotator's folder holds any annotation file yet (a package sent back before
+    OpenLabeling ran, or an empty folder, has none: its annotator is still out)."""
+    folder = Path(folder)
+    places = [folder / sub / fmt for sub in ("", "output") for fmt in ("YOLO_darknet", "PASCAL_VOC")] + [folder]
+    for place in places:
+        if place.is_dir() and any(
+            p.suffix in (".txt", ".xml") and p.name not in PACKAGE_FILES | {"class_list.txt"} and p.is_file()
+            for p in place.iterdir()
+        ):
+            return True
+    return False
 
 
 def returned_files(folder: str | Path, naming: Naming) -> dict[str, str]:
@@ -389,7 +406,9 @@ def returned_files(folder: str | Path, naming: Naming) -> dict[str, str]:
         except OSError:
             continue
         for entry in listing:
-            if not entry.is_file() or (place == folder and not flat and entry.name != "class_list.txt"):
+            if not entry.is_file() or entry.name in PACKAGE_FILES:
+                continue
+            if place == folder and not flat and entry.name != "class_list.txt":
                 continue
             parsed = naming.parse_stem(entry.name.rsplit(".", 1)[0])
             key = parsed[0] if parsed and entry.name != "class_list.txt" else ""

@@ -21,6 +21,7 @@ from samcrowd.boxes import discover_annotators
 from samcrowd.config import check_config
 from samcrowd.errors import SamcrowdError
 from samcrowd.evaluation import LABEL_SOURCES
+from samcrowd.openlabeling import has_returns
 
 #: The overlay figures: which config key picks each one's case, and from which cases.
 OVERLAYS = {"crowd": "overlay_train_case", "models": "overlay_test_case"}
@@ -135,12 +136,12 @@ def study_annotators(
         )
     if annotations["source"] == "simulate":
         return names, names
-    returned = [a for a in names if (folder / a).is_dir()]
+    returned = [a for a in names if has_returns(folder / a)]
     if not returned:
         where = (
             f"folder '{folder}' (annotations.folder) not found"
             if not folder.is_dir()
-            else f"no annotator folder in '{folder}'"
+            else f"no annotator has returned files to '{folder}'"
         )
         notes.append(
             f"annotation stages off (masks, quality, fusion, evaluation, Table 1, figures): {where} yet; "
@@ -149,8 +150,8 @@ def study_annotators(
     elif len(returned) < len(names):
         out = [a for a in names if a not in returned]
         notes.append(
-            f"waiting for {len(out)} annotator(s) with no folder in '{folder}' yet ({', '.join(out)}): "
-            "left out until their folders are there"
+            f"waiting for {len(out)} annotator(s) with no files in '{folder}' yet ({', '.join(out)}): "
+            "left out until their files are there"
         )
     return names, returned
 
@@ -165,7 +166,19 @@ def check_campaign(
         raise SamcrowdError(
             "config: key 'annotations.annotators': campaign.plan needs the annotators to plan for; list them"
         )
+    if annotations["naming"] != "project":
+        raise SamcrowdError(
+            "config: key 'annotations.naming': a campaign plan hands out samcrowd's own slices "
+            f"({{case}}_{{slice:04d}}.png); '{annotations['naming']}' names would not match them (use project)"
+        )
     check_settings(campaign, planned, has_labels=bool(labelled))
+
+
+def annotation_folder(annotations: dict[str, Any], annotator: str) -> str:
+    """An annotator's OpenLabeling folder: the simulator's under results/, or the user's."""
+    if annotations["source"] == "simulate":
+        return f"results/annotations/{annotator}"
+    return os.path.join(annotations["folder"], annotator)
 
 
 def nnunet_sources(nnunet: dict[str, Any], *, test: list[str], annotators: list[str], notes: list[str]) -> list[str]:

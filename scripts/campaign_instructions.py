@@ -9,6 +9,7 @@ jobs.run(
         labels=dict(zip(p.labelled, i.labels)),
         slices_dirs=dict(zip(p.cases, i.slices)),
         organ_values=p.organ_values,
+        assignment=i.assignment,
         out=snakemake.output[0],
     ),
 )

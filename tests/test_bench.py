@@ -36,3 +36,10 @@ def test_real_ct_segmenter_benchmark_prints_every_method_and_profile():
 def test_cpu_speed_benchmark_reports_the_ratio_and_the_mask_agreement():
     out = bench("litemedsam_cpu.py", "--every", "10", "--rounds", "1")
     assert "throughput ratio openvino / torch:" in out and "mask agreement, Dice per box" in out
+
+
+def test_gold_quality_benchmark_scores_every_profile_against_the_expert():
+    out = bench("gold_quality.py", "--seeds", "2")
+    assert "gold IoU on totalseg-example (30 slices, gold 0.05: 2 per plan), 2 seeds" in out, out
+    for profile in ("careful", "hasty", "unreliable"):
+        assert f"\n{profile:12s} median " in out, out

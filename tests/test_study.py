@@ -137,6 +137,7 @@ def test_an_annotator_may_not_take_a_label_sources_name(tmp_path, name):
 def test_annotators_are_the_simulated_crowd_the_listed_ones_or_every_subfolder(tmp_path):
     for folder in ("b", "a", ".hidden"):
         (tmp_path / folder).mkdir()
+        (tmp_path / folder / "c0_0001.txt").write_text("")  # one file returned
     (tmp_path / "notes.txt").write_text("")
     folder = {"source": "folder", "folder": str(tmp_path)}
     assert study.study_annotators({**folder, "annotators": []}, crowd={}) == (["a", "b"], ["a", "b"])
@@ -147,13 +148,14 @@ def test_annotators_are_the_simulated_crowd_the_listed_ones_or_every_subfolder(t
 
 
 def test_annotators_not_back_yet_wait_and_no_folder_at_all_switches_the_annotation_stages_off(tmp_path):
-    (tmp_path / "ann02").mkdir()
+    (tmp_path / "ann02/YOLO_darknet").mkdir(parents=True)
+    (tmp_path / "ann02/YOLO_darknet/c0_0001.txt").write_text("")
     notes = []
     listed = {"source": "folder", "folder": str(tmp_path), "annotators": ["ann01", "ann02", "ann03"]}
     assert study.study_annotators(listed, crowd={}, notes=notes) == (["ann01", "ann02", "ann03"], ["ann02"])
     assert notes == [
-        f"waiting for 2 annotator(s) with no folder in '{tmp_path}' yet (ann01, ann03): left out until their "
-        "folders are there"
+        f"waiting for 2 annotator(s) with no files in '{tmp_path}' yet (ann01, ann03): left out until their "
+        "files are there"
     ]
     notes = []
     nowhere = {"source": "folder", "folder": str(tmp_path / "nowhere"), "annotators": []}
