@@ -33,6 +33,18 @@ from samcrowd import submissions
 BEFORE_LOCAL_RULES = ("all",)
 
 
+def local_rules_of(checkout: Path) -> tuple[str, ...]:
+    """The local rules a checkout declares (samcrowd.submissions.LOCAL_RULES), else BEFORE_LOCAL_RULES."""
+    run = subprocess.run(
+        [sys.executable, "-c", "from samcrowd.submissions import LOCAL_RULES; print(' '.join(LOCAL_RULES))"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+    )
+    return tuple(run.stdout.split()) if run.returncode == 0 else BEFORE_LOCAL_RULES
+
+
 def fake_study(folder: Path, n_cases: int, n_annotators: int) -> Path:
     """cases.tsv, empty image/label files, empty annotator folders and a config; the config path."""
     (folder / "data").mkdir()
@@ -45,8 +57,9 @@ def fake_study(folder: Path, n_cases: int, n_annotators: int) -> Path:
         split = "train" if i < n_train else "test"
         rows.append(f"{case}\tdata/{case}_img.nii.gz\tdata/{case}_seg.nii.gz\t{split}")
     (folder / "cases.tsv").write_text("\n".join(rows) + "\n")
-    for a in range(n_annotators):
-        (folder / "annotations" / f"ann{a:02d}").mkdir(parents=True)
+    for a in range(n_annotators):  # one returned file each: an annotator with none is still out
+        (folder / "annotations" / f"ann{a:02d}" / "YOLO_darknet").mkdir(parents=True)
+        (folder / "annotations" / f"ann{a:02d}" / "YOLO_darknet" / "case00000_0000.txt").touch()
     config = folder / "scale.yaml"
     config.write_text(
         "data: {source: sheet, sheet: cases.tsv}\n"
@@ -117,7 +130,7 @@ def main() -> None:
     if args.before:
         worktree = Path(tempfile.mkdtemp(prefix="samcrowd-before-")) / "checkout"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.before], check=True)
-        checkouts = {args.before: (worktree, BEFORE_LOCAL_RULES), **checkouts}
+        checkouts = {args.before: (worktree, local_rules_of(worktree)), **checkouts}
     print(f"snakemake -n, {args.annotators} annotators, 5 organs, nnU-Net gt+crowd x 5 folds, profiles/slurm")
     print(
         f"{'commit':>8} {'cases':>6} {'jobs':>7} {'masks':>6} {'jobs/(cases x ann)':>19} {'submissions':>12} "
