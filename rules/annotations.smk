@@ -8,7 +8,7 @@ if config["annotations"]["source"] == "simulate":
         input:
             **({"assignment": ASSIGNMENT} if CAMPAIGN else {}),
             labels=annotated_labels(),
-            manifests=expand("results/slices/{case}.manifest.json", case=ANNOTATED),
+            manifests=manifests_of(ANNOTATED),
         output:
             directory("results/annotations/{annotator}"),
         log:

@@ -1,5 +1,6 @@
 # The study's plan (samcrowd.study) turned into the DAG: case lists, wildcards and the input functions of all stages.
 
+import functools
 import os
 
 # envs/samcrowd.yaml installs samcrowd from the workflow's checkout: pip expands this variable there
@@ -63,22 +64,23 @@ def case_image(wildcards):
     return IMAGE_OF[wildcards.case]
 
 
+def manifests_of(cases):
+    """The export manifests of these cases (the export rule's output pattern, filled in)."""
+    return [f"results/slices/{c}.manifest.json" for c in cases]
+
+
 def annotation_folder(annotator):
     """An annotator's OpenLabeling folder (samcrowd.study.annotation_folder)."""
     return study.annotation_folder(config["annotations"], annotator)
 
 
+@functools.cache
 def returned(annotator):
     """{case: fingerprint} of an annotator's returned files (folder source), read once per run:
     a masks job reruns when its batch's cases' files change (partial returns completed)."""
-    if annotator not in _RETURNED:
-        _RETURNED[annotator] = openlabeling.returned_files(
-            annotation_folder(annotator), openlabeling.PRESETS[config["annotations"]["naming"]]
-        )
-    return _RETURNED[annotator]
-
-
-_RETURNED = {}
+    return openlabeling.returned_files(
+        annotation_folder(annotator), openlabeling.PRESETS[config["annotations"]["naming"]]
+    )
 
 
 def returned_by_all(wildcards):
@@ -137,7 +139,7 @@ def batch_slices(batch):
     """The export manifests and slice folders of a batch's cases, in the batch's order."""
     cases = BATCHES[batch]
     return {
-        "manifests": [f"results/slices/{c}.manifest.json" for c in cases],
+        "manifests": manifests_of(cases),
         "slices": [f"results/slices/{c}" for c in cases],
     }
 
@@ -190,7 +192,7 @@ def quality_inputs(wildcards):
     the plan and the expert labels its gold slices may come from."""
     files = {
         "masks": [masks_folder(a, b) for a in ANNOTATORS for b in BATCHES],
-        "manifests": [f"results/slices/{c}.manifest.json" for c in ANNOTATED],
+        "manifests": manifests_of(ANNOTATED),
     }
     if CAMPAIGN:
         files.update(assignment=ASSIGNMENT, gold_labels=[LABEL_OF[c] for c in EVALUATED])
@@ -200,10 +202,6 @@ def quality_inputs(wildcards):
 # ---- campaign ----------------------------------------------------------------------------
 
 ASSIGNMENT = "results/campaign/assignment.tsv"
-
-
-def manifests_of(cases):
-    return [f"results/slices/{c}.manifest.json" for c in cases]
 
 
 def campaign_plan_inputs(wildcards):
@@ -240,7 +238,7 @@ def fuse_inputs(wildcards):
     """The case's masks of all annotators (and the quality table when flagged ones are dropped)."""
     files = {
         "masks": annotator_masks(wildcards.case),
-        "manifest": f"results/slices/{wildcards.case}.manifest.json",
+        "manifest": manifests_of([wildcards.case])[0],
         "image": case_image(wildcards),
     }
     if config["quality"]["drop_flagged"]:
@@ -255,7 +253,7 @@ def evaluate_inputs(wildcards):
         "stacked": f"results/labels/stacked/{wildcards.case}.nii.gz",
         "crowd": f"results/labels/crowd/{wildcards.case}.nii.gz",
         "fusion": f"results/labels/fusion/{wildcards.case}.tsv",
-        "manifest": f"results/slices/{wildcards.case}.manifest.json",
+        "manifest": manifests_of([wildcards.case])[0],
     }
 
 
@@ -331,7 +329,7 @@ def final_outputs():
     which are off and why)."""
     files = [
         *expand("results/data/checked/{case}.json", case=CASES.index),
-        *expand("results/slices/{case}.manifest.json", case=ANNOTATED),
+        *manifests_of(ANNOTATED),
         *campaign_outputs(),
     ]
     if not ANNOTATORS:

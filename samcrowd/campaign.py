@@ -456,9 +456,10 @@ def status(
     from samcrowd.quality import gold_agreement
 
     done: dict[str, set[tuple[str, int]]] = {}
+    owns: dict[str, set[tuple[str, int]]] = {}
     rows = []
     for annotator in sorted(set(assignment.annotator)):
-        own = assigned_slices(assignment, annotator)
+        own = owns[annotator] = assigned_slices(assignment, annotator)
         gold = assigned_slices(assignment[assignment.gold == "yes"], annotator)
         table = returns.get(annotator)
         row = dict.fromkeys(STATUS_COLUMNS, 0) | {"annotator": annotator, "assigned": len(own), "reason": ""}
@@ -495,7 +496,7 @@ def status(
     is_gold = assignment.groupby(["case", "slice"]).gold.first() == "yes"
     short = {cell for cell in planned.index if not is_gold[cell] and votes[cell] < k}
     table = pd.DataFrame(rows, columns=STATUS_COLUMNS)
-    table["below_k"] = [len(assigned_slices(assignment, a) & short) for a in table.annotator]
+    table["below_k"] = [len(owns[a] & short) for a in table.annotator]
     top = int(max(planned.max(), votes.max()))
     coverage = pd.DataFrame(
         {
