@@ -173,6 +173,12 @@ def plan(
     )
 
 
+def gold_cells(assignment: pd.DataFrame) -> pd.DataFrame:
+    """The gold slices of a plan, once each (columns case, slice)."""
+    gold = assignment[assignment.gold == "yes"][["case", "slice"]].drop_duplicates()
+    return gold.astype({"slice": int}).reset_index(drop=True)
+
+
 def read_assignment(path: str | Path) -> pd.DataFrame:
     """Read assignment.tsv, checking its columns."""
     try:
@@ -326,7 +332,7 @@ def write_instructions(
 ) -> None:
     """The `campaign_instructions` job: the instruction sheet with an example box per organ."""
     plan = read_assignment(assignment)
-    gold = set(zip(plan.case[plan.gold == "yes"], plan.slice[plan.gold == "yes"].astype(int)))
+    gold = set(gold_cells(plan).itertuples(index=False, name=None))
     examples = example_boxes(
         manifests=manifests, labels=labels, slices_dirs=slices_dirs, organ_values=organ_values, gold=gold
     )
@@ -548,8 +554,7 @@ def write_status(
         classes=annotations["classes"],
         known_cases=known_cases,
     )
-    gold = assignment[assignment.gold == "yes"][["case", "slice"]].drop_duplicates()
-    expert = expert_boxes(gold, manifests=manifests, labels=labels, organ_values=organ_values)
+    expert = expert_boxes(gold_cells(assignment), manifests=manifests, labels=labels, organ_values=organ_values)
     table, coverage = status(
         assignment, returns, k=settings["k"], policy=settings["unassigned"], expert=expert, folders=folders
     )

@@ -337,6 +337,16 @@ class AnnotatorFolder:
     ignored: list[Path]
 
 
+def layout(folder: Path) -> tuple[Path, Path] | None:
+    """The (YOLO_darknet, PASCAL_VOC) folders of an annotator's folder in OpenLabeling's layout,
+    also under output/ as in a package sent back whole; None for a flat folder of files."""
+    for base in (folder / "output", folder):
+        yolo, voc = base / "YOLO_darknet", base / "PASCAL_VOC"
+        if yolo.is_dir() or voc.is_dir():
+            return yolo, voc
+    return None
+
+
 def scan_folder(folder: str | Path) -> AnnotatorFolder:
     """Find an annotator's files: OpenLabeling's layout (also under output/, as in a returned
     package) or a flat folder of .txt/.xml files."""
@@ -346,14 +356,10 @@ def scan_folder(folder: str | Path) -> AnnotatorFolder:
     found = AnnotatorFolder(folder, {}, {}, None, [])
     class_list = folder / "class_list.txt"
     found.class_list = class_list if class_list.is_file() else None
-    # a samcrowd package sent back whole: OpenLabeling wrote its files under output/
-    files = (
-        folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
-    )
-    places = [(files / "YOLO_darknet", ".txt", found.yolo), (files / "PASCAL_VOC", ".xml", found.voc)]
-    flat = not any(p.is_dir() for p, _, _ in places)
-    if flat:
-        places = [(folder, ".txt", found.yolo), (folder, ".xml", found.voc)]
+    dirs = layout(folder)
+    flat = dirs is None
+    yolo, voc = (folder, folder) if flat else dirs
+    places = [(yolo, ".txt", found.yolo), (voc, ".xml", found.voc)]
     for place, suffix, target in places:
         if not place.is_dir():
             continue
@@ -375,8 +381,7 @@ def has_returns(folder: str | Path) -> bool:
     """Whether an annotator's folder holds any annotation file yet (a package sent back before
     OpenLabeling ran, or an empty folder, has none: its annotator is still out)."""
     folder = Path(folder)
-    places = [folder / sub / fmt for sub in ("", "output") for fmt in ("YOLO_darknet", "PASCAL_VOC")] + [folder]
-    for place in places:
+    for place in layout(folder) or (folder,):
         if place.is_dir() and any(
             p.suffix in (".txt", ".xml") and p.name not in PACKAGE_FILES | {"class_list.txt"} and p.is_file()
             for p in place.iterdir()
@@ -395,12 +400,9 @@ def returned_files(folder: str | Path, naming: Naming) -> dict[str, str]:
 
     folder = Path(folder)
     entries: dict[str, list[str]] = {}
-    files = (
-        folder / "output" if any((folder / "output" / f).is_dir() for f in ("YOLO_darknet", "PASCAL_VOC")) else folder
-    )
-    layout = [files / "YOLO_darknet", files / "PASCAL_VOC"]
-    flat = not any(p.is_dir() for p in layout)
-    for place in [folder] if flat else [folder, *layout]:
+    dirs = layout(folder)
+    flat = dirs is None
+    for place in [folder] if flat else [folder, *dirs]:
         try:
             listing = list(os.scandir(place))
         except OSError:

@@ -285,11 +285,11 @@ def write_quality(
         cases[case][1].append(Annotation.load(annotator, volume, cov))
     expert = None
     if assignment is not None:
-        from samcrowd.campaign import read_assignment
+        from samcrowd.campaign import gold_cells, read_assignment
 
-        plan = read_assignment(assignment)
-        gold = plan[plan.gold == "yes"][["case", "slice"]].drop_duplicates()
-        expert = expert_boxes(gold, manifests=manifests, labels=labels or {}, organ_values=organ_values)
+        expert = expert_boxes(
+            gold_cells(read_assignment(assignment)), manifests=manifests, labels=labels or {}, organ_values=organ_values
+        )
     table = annotator_quality(boxes, cases, organs, method=method, absent=absent, threshold=threshold, expert=expert)
     io.write_tsv(out, table)
     return table
