@@ -213,13 +213,17 @@ def campaign_plan_inputs(wildcards):
 
 
 def campaign_status_inputs(wildcards):
-    """The plan, the folders returned so far, the manifests and the expert labels (gold)."""
-    return {
+    """The plan, the folders returned so far, the manifests and the expert labels (gold); for a sparse
+    campaign choosing body slices, the images."""
+    files = {
         "assignment": ASSIGNMENT,
         "folders": [annotation_folder(a) for a in ANNOTATORS],
         "manifests": manifests_of(ANNOTATED),
         "labels": [LABEL_OF[c] for c in EVALUATED],
     }
+    if config["campaign"]["stride"] > 1 and config["campaign"]["slices"] == "body":
+        files["images"] = [IMAGE_OF[c] for c in ANNOTATED]  # which slices a sparse campaign left out
+    return files
 
 
 def campaign_outputs():
@@ -234,15 +238,37 @@ def campaign_outputs():
     return files
 
 
+#: Filling by the segmenter (fusion.completion segmenter): the fuse job loads the segmenter (on the GPU
+#: of a machine that has one, else the CPU: it only decodes) and reads the batch's cached embeddings.
+FILLS_BY_SEGMENTER = config["fusion"]["completion"] == "segmenter"
+
+
+def fused_annotators(wildcards):
+    """The annotators whose work is on a case: the simulated ones all; of folder annotators those who
+    returned a file of it (the others voted on none of its slices), so that an annotator added later
+    reruns the fusion and filling of the cases it touches only."""
+    if config["annotations"]["source"] == "simulate":
+        return ANNOTATORS
+    touched = [a for a in ANNOTATORS if wildcards.case in returned(a)]
+    return touched or ANNOTATORS  # nobody yet: empty labels from everyone's (empty) masks, as before
+
+
 def fuse_inputs(wildcards):
-    """The case's masks of all annotators (and the quality table when flagged ones are dropped)."""
+    """The case's masks of its annotators (and the quality table when flagged ones are dropped); for
+    filling by the segmenter its record, the case's slices and the batch's embeddings."""
+    batch = BATCH_OF[wildcards.case]
     files = {
-        "masks": annotator_masks(wildcards.case),
+        "masks": [masks_folder(a, batch) for a in fused_annotators(wildcards)],
         "manifest": manifests_of([wildcards.case])[0],
         "image": case_image(wildcards),
+        "slices": f"results/slices/{wildcards.case}",
     }
     if config["quality"]["drop_flagged"]:
         files["quality"] = "results/quality/annotators.tsv"
+    if FILLS_BY_SEGMENTER:
+        files.update(segmenter="results/segmenter.json", checkpoint=checkpoint_input())
+        if USES_EMBEDDING:
+            files["embeddings"] = f"results/embeddings/{batch}"
     return files
 
 
@@ -277,9 +303,8 @@ def nnunet_dataset_inputs(wildcards):
     source = SOURCE_OF[wildcards.dataset]
     if source == "gt":
         labels = [CASES.loc[c, "label"] for c in TRAIN]
-    else:
-        kind = "crowd" if source == "crowd" else "stacked"
-        labels = [f"results/labels/{kind}/{c}.nii.gz" for c in TRAIN]
+    else:  # crowd, stacked, sparse: the fuse job's output of that name
+        labels = [f"results/labels/{source}/{c}.nii.gz" for c in TRAIN]
     return {"images": [CASES.loc[c, "image"] for c in TRAIN], "labels": labels}
 
 

@@ -34,26 +34,31 @@ rule quality:
 
 
 rule fuse:
-    """Fuse the annotators of one case (stacked), and complete it in 3D (crowd)."""
+    """Fuse the annotators of one case (stacked), complete it in 3D (crowd: by the segmenter, on the cached
+    embeddings, or by distance interpolation), and mark the slices nobody voted on (sparse)."""
     input:
         unpack(fuse_inputs),
     output:
         stacked="results/labels/stacked/{case}.nii.gz",
         crowd="results/labels/crowd/{case}.nii.gz",
+        sparse="results/labels/sparse/{case}.nii.gz",
         table="results/labels/fusion/{case}.tsv",
     log:
         "results/logs/fuse/{case}.log",
+    benchmark:
+        "results/benchmarks/fuse/{case}.tsv"
     conda:
         "../envs/samcrowd.yaml"
     threads: 1
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=scaled(8000 if FILLS_BY_SEGMENTER and USES_EMBEDDING else 4000),
         runtime=scaled(10),
     params:
         organs=list(config["organs"]),
-        annotators=ANNOTATORS,
+        annotators=fused_annotators,
         method=config["fusion"]["method"],
         absent=config["fusion"]["absent"],
         completion=config["fusion"]["completion"],
+        fill=config["fusion"]["fill"],
     script:
         "../scripts/fuse.py"

@@ -152,6 +152,7 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
             f"config: key 'stats.reference': '{config['stats']['reference']}' is not one of "
             f"nnunet.sources {config['nnunet']['sources']}"
         )
+    check_completion(config)
     seg = config["segmenter"]
     segmenter = segmenters.SEGMENTERS[seg["kind"]]
     if segmenter.needs_checkpoint and not segmenter.ships_weights and not seg["checkpoint"]:
@@ -162,6 +163,39 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
             f"{', '.join(segmenter.model_types)}, not {seg['model_type']}"
         )
     return config
+
+
+def sparse_strides(config: dict[str, Any]) -> dict[str, int]:
+    """{config key: stride} of every setting that boxes only every n-th slice (n > 1): the campaign's,
+    and the simulated profiles' that annotators use."""
+    strides = {}
+    if config["campaign"]["plan"] and config["campaign"]["stride"] > 1:
+        strides["campaign.stride"] = config["campaign"]["stride"]
+    if config["annotations"]["source"] == "simulate" and not config["campaign"]["plan"]:
+        for name in sorted(set(config["crowd"]["annotators"].values())):
+            stride = config["crowd"]["profiles"][name].get("stride", 1)
+            if stride > 1:
+                strides[f"crowd.profiles.{name}.stride"] = stride
+    return strides
+
+
+def check_completion(config: dict[str, Any]) -> None:
+    """Completion must be able to fill what the annotators leave out: refuse a sparse campaign or crowd
+    without completion, and filling by the segmenter where slices were not exported (no image to ask)."""
+    fusion, every = config["fusion"], config["export"]["every"]
+    if fusion["completion"] == "segmenter" and every > 1:
+        raise SamcrowdError(
+            f"config: key 'fusion.completion': filling by the segmenter asks about exported slices, and with "
+            f"export.every {every} {every - 1} of every {every} slices have no image to start from "
+            "(set export.every: 1, or fusion.completion: distance)"
+        )
+    strides = sparse_strides(config)
+    if fusion["completion"] == "none" and strides:
+        key, stride = next(iter(strides.items()))
+        raise SamcrowdError(
+            f"config: key 'fusion.completion': {key} {stride} leaves {stride - 1} of every {stride} slices "
+            "unboxed for completion to fill, and fusion.completion is none (use segmenter or distance)"
+        )
 
 
 def is_orientation(code: str) -> bool:

@@ -28,8 +28,9 @@ SLICE_COLUMNS = ["case", "organ", "source", "slice", "dice", "n_ref", "n_pred"]
 VOLUME_COLUMNS = ["case", "organ", "source", "dice", "n_ref", "n_pred"]
 EXCLUSION_COLUMNS = ["case", "organ", "source", "reason"]
 #: The label sources besides the annotators: expert labels, the stacked fusion of the annotators' masks,
-#: and the crowd labels (stacked, completed in 3D). Annotators cannot take these names.
-LABEL_SOURCES = ("gt", "crowd", "stacked")
+#: the crowd labels (stacked, completed in 3D), and the sparse labels (stacked, the slices nobody voted on
+#: marked for nnU-Net to ignore). Annotators cannot take these names.
+LABEL_SOURCES = ("gt", "crowd", "stacked", "sparse")
 
 
 def dense_labels(label: np.ndarray, organ_values: dict[str, int]) -> np.ndarray:

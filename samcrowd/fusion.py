@@ -7,16 +7,19 @@ an annotator who opened the slice and drew no box of the organ votes "not there"
 `absent: abstain` only the annotators who boxed the organ vote. Slices nobody opened stay
 empty in the stacked volume.
 
-Completion fills, for each organ, the empty slices strictly between its first and last
-non-empty fused slice by interpolating in-plane signed distance maps (SimpleITK, in mm)
-linearly along the slice axis; it never adds anything beyond those slices and never
-overwrites a fused label. Where interpolated organs meet, the deeper one (more negative
-distance) wins.
+Completion (`fusion.completion`) fills the slices nobody boxed. `segmenter`: the study's
+segmenter is asked about them (samcrowd.filling). `distance`: for each organ, the empty slices
+strictly between its first and last non-empty fused slice are filled by interpolating in-plane
+signed distance maps (SimpleITK, in mm) linearly along the slice axis; nothing beyond those
+slices. Neither overwrites a fused label. Where interpolated organs meet, the deeper one (more
+negative distance) wins. The sparse labels keep the stacked labels on the slices annotators
+voted on and mark every other slice as nnU-Net's `ignore` label.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FUSION_COLUMNS = ["case", "organ", "slice", "voters", "boxed", "fused_voxels", "completed_voxels"]
+#: One row per organ and slice that annotators voted on or completion filled; `filled`: how completion
+#: added voxels there (no, distance, or the segmenter's between / beyond, see samcrowd.filling).
+FUSION_COLUMNS = ["case", "organ", "slice", "voters", "boxed", "fused_voxels", "completed_voxels", "filled"]
 
 
 @dataclass
@@ -110,6 +115,13 @@ def fuse(
     return stacked, table
 
 
+def seen_without(table: pd.DataFrame, organs: list[str]) -> dict[int, set[int]]:
+    """{organ value: slices where an annotator voted and nobody boxed the organ} from a fusion table:
+    evidence that the organ is not there (none with `absent: abstain`, where only boxes vote)."""
+    rows = table[(table.voters > 0) & (table.boxed == 0)]
+    return {v: set(int(k) for k in rows[rows.organ == organ].slice) for v, organ in enumerate(organs, 1)}
+
+
 def signed_distance(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     """Signed Euclidean distance in mm of a 2D mask, negative inside (SimpleITK's Maurer map).
 
@@ -156,6 +168,15 @@ def in_plane_spacing(affine: np.ndarray, geometry: SliceGeometry) -> tuple[float
     return float(zooms[geometry.row_axis]), float(zooms[geometry.col_axis])
 
 
+def sparse_labels(stacked: np.ndarray, table: pd.DataFrame, geometry: SliceGeometry, n_organs: int) -> np.ndarray:
+    """The stacked labels with every slice no annotator voted on set to `n_organs + 1`: nnU-Net's
+    `ignore` label (it trains only on the slices that were really annotated)."""
+    sparse = np.full(stacked.shape, n_organs + 1, dtype=np.uint8)
+    for k in sorted(set(int(k) for k in table[table.voters > 0].slice)):
+        geometry.insert(sparse, k, geometry.extract(stacked, k))
+    return sparse
+
+
 def fuse_case(
     *,
     case: str,
@@ -165,12 +186,18 @@ def fuse_case(
     organs: list[str],
     out_stacked: str | Path,
     out_crowd: str | Path,
+    out_sparse: str | Path,
     out_table: str | Path,
     method: str,
     absent: str,
-    completion: bool,
+    completion: str,
+    filler: Callable[[np.ndarray, pd.DataFrame], tuple[np.ndarray, dict[tuple[int, int], str]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """The workflow's `fuse` job: annotators' masks -> stacked and completed (crowd) volumes."""
+    """The workflow's `fuse` job: annotators' masks -> stacked, completed (crowd) and sparse volumes.
+
+    `completion`: segmenter (`filler(stacked, table)` gives the filled volume and how each
+    (organ value, slice) was filled, see `samcrowd.filling`), distance or none.
+    """
     if not masks:
         raise SamcrowdError(f"case {case}: no annotator left to fuse")
     _, geometry = load_manifest(manifest_path)
@@ -182,7 +209,15 @@ def fuse_case(
                 f"mask shape {a.volume.shape} differs from the image's {tuple(shape)}", masks[a.name][0]
             )
     stacked, table = fuse(case, annotations, geometry, organs, method, absent)
-    crowd = complete(stacked, geometry, in_plane_spacing(affine, geometry), len(organs)) if completion else stacked
+    how: dict[tuple[int, int], str] = {}
+    if completion == "segmenter":
+        if filler is None:
+            raise SamcrowdError("fusion.completion segmenter needs the segmenter and the case's slices")
+        crowd, how = filler(stacked, table)
+    elif completion == "distance":
+        crowd = complete(stacked, geometry, in_plane_spacing(affine, geometry), len(organs))
+    else:
+        crowd = stacked
     fused_voxels, completed_voxels = [], []
     for organ, k in zip(table.organ, table.slice):
         v = organs.index(organ) + 1
@@ -207,20 +242,25 @@ def fuse_case(
                             "completed_voxels": n,
                         }
                     )
-    table = pd.concat([table, pd.DataFrame(filled, columns=FUSION_COLUMNS)], ignore_index=True)
+    table = pd.concat([table, pd.DataFrame(filled, columns=FUSION_COLUMNS[:7])], ignore_index=True)
+    table["filled"] = [
+        how.get((organs.index(o) + 1, int(k)), completion) if c > f else "no"
+        for o, k, f, c in zip(table.organ, table.slice, table.fused_voxels, table.completed_voxels)
+    ]
     table = table.sort_values(
         ["organ", "slice"], key=lambda s: s.map(organs.index) if s.name == "organ" else s, kind="stable"
     ).reset_index(drop=True)
     io.save_volume(out_stacked, stacked, affine)
     io.save_volume(out_crowd, crowd, affine)
-    io.write_tsv(out_table, table)
+    io.save_volume(out_sparse, sparse_labels(stacked, table, geometry, len(organs)), affine)
+    io.write_tsv(out_table, table[FUSION_COLUMNS])
     log.info(
-        "%s: fused %d annotators (%s, absent=%s)%s: %s",
+        "%s: fused %d annotators (%s, absent=%s), completion %s: %s",
         case,
         len(annotations),
         method,
         absent,
-        ", completed in 3D" if completion else "",
+        completion,
         ", ".join(
             f"{o} {int((stacked == v).sum())}->{int((crowd == v).sum())} voxels" for v, o in enumerate(organs, 1)
         ),

@@ -333,13 +333,21 @@ def write_segmenter_record(*, settings: dict[str, Any], out: str | Path) -> dict
     return record
 
 
-def segmenter_from_record(*, path: str | Path, encoder_ir: tuple[str, str] | None = None) -> Segmenter:
+def segmenter_from_record(
+    *, path: str | Path, encoder_ir: tuple[str, str] | None = None, any_device: bool = False
+) -> Segmenter:
     """The segmenter a `segmenter` job recorded (the checkpoint hash is not recomputed), with
-    LiteMedSAM's converted encoder when the workflow made one."""
-    from samcrowd import segmenters
+    LiteMedSAM's converted encoder when the workflow made one. `any_device`: on the job machine's
+    GPU if it has one, else on its CPU in fp32, whatever `segmenter.device` says (filling only
+    decodes, and runs in CPU group jobs on a cluster)."""
+    from samcrowd import devices, segmenters
 
     record = io.read_json(path)
-    return segmenters.make_segmenter(record["settings"], record["checkpoint"], encoder_ir)
+    settings = record["settings"]
+    if any_device:
+        on_gpu = devices.resolve_device("auto", "segmenter.device") == "cuda"
+        settings = {**settings, "device": "auto", "precision": settings["precision"] if on_gpu else "fp32"}
+    return segmenters.make_segmenter(settings, record["checkpoint"], encoder_ir)
 
 
 def export_encoder(*, segmenter_json: str | Path, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:

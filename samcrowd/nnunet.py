@@ -1,9 +1,11 @@
 """nnU-Net v2 around the study: datasets per label source, folds, training, prediction, test Dice.
 
 Each label source (`gt`: the expert labels; `crowd`: the completed crowd labels; `stacked`:
-the crowd labels before completion) becomes a raw dataset in nnU-Net's own format built from
-the training cases only, every volume in one orientation (`ORIENTATION`): nnU-Net reads arrays
-in their stored order, so a case stored RAS among LAS cases would show it a mirrored abdomen.
+the crowd labels before completion; `sparse`: the stacked labels with the slices nobody voted
+on marked as nnU-Net's `ignore` label, so that it trains on what was really annotated) becomes
+a raw dataset in nnU-Net's own format built from the training cases only, every volume in one
+orientation (`ORIENTATION`): nnU-Net reads arrays in their stored order, so a case stored RAS
+among LAS cases would show it a mirrored abdomen.
 Predictions are put back on each test image's own grid. nnU-Net itself runs through its
 command-line programs in a child process (they guard their worker processes; a Snakemake script does not), with the
 environment this module builds: nnU-Net's folders, samcrowd's short trainers on
@@ -153,12 +155,19 @@ def restore_grid(prediction: str | Path, image: str | Path, out: str | Path) -> 
     io.save_volume(out, back, affine)
 
 
+def ignore_value(source: str, n_organs: int) -> int | None:
+    """The label value nnU-Net ignores in a source's labels: N + 1 for the sparse labels (nnU-Net wants
+    the highest value, named `ignore` in dataset.json), none for the others."""
+    return n_organs + 1 if source == "sparse" else None
+
+
 def read_training_label(path: str | Path, organ_values: dict[str, int], source: str, other_labels: str) -> np.ndarray:
-    """A training label as 1..N: expert values mapped through `organ_values`; crowd labels checked to be 0..N."""
+    """A training label as 1..N: expert values mapped through `organ_values`; crowd labels checked to be
+    0..N (sparse labels: and N + 1, the ignored slices)."""
     if source == "gt":
         return read_expert_label(path, organ_values, other_labels)
     label, _ = io.load_volume(path, np.uint8)
-    values = set(np.unique(label).tolist()) - {0}
+    values = set(np.unique(label).tolist()) - {0, ignore_value(source, len(organ_values))}
     beyond = sorted(v for v in values if v > len(organ_values))
     if beyond:
         raise SamcrowdError(
@@ -196,11 +205,14 @@ def write_dataset(
                 seen[v] += int(np.any(dense == v))
             _write_image(image, tmp / "imagesTr" / f"{case}_0000.nii.gz")
             io.save_volume(tmp / "labelsTr" / f"{case}.nii.gz", *reorient(dense, affine, ORIENTATION))
+        labels = {"background": 0, **{organ: i for i, organ in enumerate(organ_values, 1)}}
+        if ignore_value(source, len(organ_values)) is not None:
+            labels["ignore"] = ignore_value(source, len(organ_values))  # nnU-Net trains on the other voxels only
         dataset = {
             "name": name,
             "description": f"samcrowd: training cases with {source} labels",
             "channel_names": {"0": "CT"},
-            "labels": {"background": 0, **{organ: i for i, organ in enumerate(organ_values, 1)}},
+            "labels": labels,
             "numTraining": len(cases),
             "file_ending": ".nii.gz",
         }

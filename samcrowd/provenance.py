@@ -30,7 +30,7 @@ PACKAGES = [
 
 
 #: The campaign settings that decide which slices were annotated by whom.
-CAMPAIGN_KEYS = ("plan", "k", "slices", "gold", "gold_slices", "seed", "unassigned")
+CAMPAIGN_KEYS = ("plan", "k", "slices", "stride", "gold", "gold_slices", "seed", "unassigned")
 
 
 def package_version(name: str) -> str:
@@ -75,6 +75,11 @@ def provenance_table(segmenter_record: dict[str, Any], config: dict[str, Any]) -
         ("fusion.method", config["fusion"]["method"]),
         ("fusion.absent", config["fusion"]["absent"]),
         ("fusion.completion", config["fusion"]["completion"]),
+        *(
+            (f"fusion.fill.{key}", value)
+            for key, value in config["fusion"]["fill"].items()
+            if config["fusion"]["completion"] == "segmenter"
+        ),
         ("quality.drop_flagged", config["quality"]["drop_flagged"]),
         *((f"campaign.{key}", config["campaign"][key]) for key in CAMPAIGN_KEYS),
     ]

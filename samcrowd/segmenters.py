@@ -245,11 +245,12 @@ class Segmenter:
         """What determines the masks (for provenance and the embedding cache key)."""
         return {"kind": self.kind}
 
-    def prepare(self, threads: int | None = None, decode: bool = True) -> None:
+    def prepare(self, threads: int | None = None, decode: bool = True, encode: bool = True) -> None:
         """Check the device and load weights before any data is read (a no-op without weights).
 
         `threads`: the CPU threads the job was given (torch's and OpenVINO's default is every core);
-        `decode` False: the job only encodes slices (what decoding needs may stay unloaded).
+        `decode` False: the job only encodes slices (what decoding needs may stay unloaded);
+        `encode` False: the job only decodes cached embeddings (the image encoder is never run).
         """
 
     def segment(
@@ -361,7 +362,7 @@ class _TorchSegmenter(Segmenter):
     def __post_init__(self):
         self._model = None
 
-    def prepare(self, threads: int | None = None, decode: bool = True) -> None:
+    def prepare(self, threads: int | None = None, decode: bool = True, encode: bool = True) -> None:
         if threads:
             import torch
 
@@ -635,7 +636,9 @@ class LiteMedSamSegmenter(_TorchSegmenter):
             return "torch"
         return "openvino"
 
-    def prepare(self, threads: int | None = None, decode: bool = True) -> None:
+    def prepare(self, threads: int | None = None, decode: bool = True, encode: bool = True) -> None:
+        if not encode:  # decoding cached embeddings: the encoder's runtime does not matter
+            return super().prepare(threads, decode, encode)
         runtime = self.encoder_runtime()  # impossible settings are refused before the weights are loaded
         if decode or runtime == "torch":
             super().prepare(threads, decode)

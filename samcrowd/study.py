@@ -231,7 +231,7 @@ def check_nnunet(
             raise SamcrowdError(
                 f"nnU-Net source gt needs expert labels of every training case; '{unlabelled[0]}' has none"
             )
-    crowd = {"crowd", "stacked"} & set(sources)
+    crowd = {"crowd", "stacked", "sparse"} & set(sources)
     missing = [c for c in train if c not in annotated]
     if crowd and missing:
         raise SamcrowdError(

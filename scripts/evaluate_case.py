@@ -13,7 +13,7 @@ jobs.run(
         manifest=i.manifest,
         masks=case_masks(annotators=p.annotators, folders=list(i.masks), case=case),
         stacked=i.stacked,
-        crowd=i.crowd if p.completion else None,
+        crowd=i.crowd if p.completion != "none" else None,
         fusion_table=i.fusion,
         out_slices=o.slices,
         out_volumes=o.volumes,

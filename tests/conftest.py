@@ -84,7 +84,7 @@ phantom:
 segmenter:
   kind: random_walker
 nnunet:
-  sources: [gt, crowd]
+  sources: [gt, crowd, sparse]
   configuration: 3d_fullres
   trainer: nnUNetTrainer_samcrowdTiny
   folds: 2

@@ -63,6 +63,20 @@ def test_every_setting_is_described():
             {"segmenter": {"kind": "medsam", "checkpoint": "medsam_vit_b.pth", "model_type": "vit_h"}},
             "key 'segmenter.model_type': segmenter.kind medsam takes vit_b, test_tiny, not vit_h",
         ),
+        ({"campaign": {"stride": 0}}, "key 'campaign.stride': 0 is less than the minimum of 1"),
+        ({"fusion": {"fill": {"min_score": 1.5}}}, "key 'fusion.fill.min_score': 1.5 is greater than the maximum of 1"),
+        ({"fusion": {"fill": {"max_growth": 0.5}}}, "key 'fusion.fill.max_growth': 0.5 is less than the minimum of 1"),
+        ({"fusion": {"completion": "nearest"}}, "key 'fusion.completion': 'nearest' is not one of"),
+        (
+            {"export": {"every": 2}},
+            "key 'fusion.completion': filling by the segmenter asks about exported slices, and with export.every 2 "
+            "1 of every 2 slices have no image to start from (set export.every: 1, or fusion.completion: distance)",
+        ),
+        (
+            {"campaign": {"plan": True, "stride": 3}, "fusion": {"completion": "none"}},
+            "key 'fusion.completion': campaign.stride 3 leaves 2 of every 3 slices unboxed for completion to fill, "
+            "and fusion.completion is none (use segmenter or distance)",
+        ),
     ],
 )
 def test_a_bad_key_or_value_is_reported_by_name(change, message):
@@ -77,6 +91,24 @@ def test_a_bad_key_or_value_is_reported_by_name(change, message):
     assert message in str(e.value)
     assert str(e.value).startswith("config: ")
     assert "\n" not in str(e.value)
+
+
+def test_a_simulated_profile_with_a_stride_needs_completion_and_a_stride_below_one_is_refused():
+    config = copy.deepcopy(load_yaml(REPO / "config.yaml"))
+    config["fusion"]["completion"] = "none"
+    config["crowd"]["profiles"]["careful"]["stride"] = 4
+    with pytest.raises(SamcrowdError) as e:
+        check_config(copy.deepcopy(config))
+    assert str(e.value) == (
+        "config: key 'fusion.completion': crowd.profiles.careful.stride 4 leaves 3 of every 4 slices unboxed for "
+        "completion to fill, and fusion.completion is none (use segmenter or distance)"
+    )
+    config["fusion"]["completion"] = "distance"
+    check_config(copy.deepcopy(config))  # distance interpolation fills them
+    config["crowd"]["profiles"]["careful"]["stride"] = 0
+    with pytest.raises(SamcrowdError) as e:
+        check_config(config)
+    assert str(e.value).startswith("config: key 'crowd.profiles.careful.stride': 0 is less than the minimum of 1 (")
 
 
 def test_yaml_syntax_errors_name_file_and_line(tmp_path):

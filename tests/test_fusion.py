@@ -150,16 +150,24 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
         organs=ORGANS,
         out_stacked=tmp_path / "s.nii.gz",
         out_crowd=tmp_path / "crowd.nii.gz",
+        out_sparse=tmp_path / "sparse.nii.gz",
         out_table=tmp_path / "t.tsv",
         method="majority",
         absent="background",
-        completion=True,
+        completion="distance",
     )
     back, affine = io.load_volume(tmp_path / "crowd.nii.gz")
     assert np.array_equal(affine, io.read_header(tmp_path / "img.nii.gz")[1]) and np.array_equal(back, crowd)
     liver = table[table.organ == "liver"].set_index("slice")
     assert liver.loc[2, "voters"] == 2 and liver.loc[6, "voters"] == 1
     assert liver.loc[4, "voters"] == 0 and liver.loc[4, "completed_voxels"] == 64  # filled by completion
+    assert liver.loc[4, "filled"] == "distance" and liver.loc[2, "filled"] == liver.loc[6, "filled"] == "no"
+    # sparse: the stacked labels where somebody voted, nnU-Net's ignore label (N + 1) on every other slice
+    sparse, _ = io.load_volume(tmp_path / "sparse.nii.gz")
+    voted = {2, 6}
+    for k in range(SHAPE[2]):
+        expected = stacked[:, :, k] if k in voted else np.full(SHAPE[:2], len(ORGANS) + 1)
+        assert np.array_equal(sparse[:, :, k], expected), k
     with pytest.raises(Exception, match="no annotator left to fuse"):
         fusion.fuse_case(
             case="c",
@@ -169,8 +177,9 @@ def test_fuse_case_writes_stacked_and_completed_on_the_image_grid(tmp_path):
             organs=ORGANS,
             out_stacked=tmp_path / "x.nii.gz",
             out_crowd=tmp_path / "y.nii.gz",
+            out_sparse=tmp_path / "w.nii.gz",
             out_table=tmp_path / "z.tsv",
             method="majority",
             absent="background",
-            completion=True,
+            completion="distance",
         )

@@ -116,6 +116,45 @@ def test_dataset_holds_the_training_cases_in_nnunets_format(tmp_path, tiny_cases
     assert json.loads((out / "dataset.json").read_text()) == dataset
 
 
+def test_the_sparse_dataset_names_the_unvoted_slices_nnunets_ignore_label(tmp_path, tiny_cases):
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    case, image, label = tiny_cases[0]
+    data, affine = io.load_volume(label)
+    dense = np.zeros(data.shape, np.uint8)
+    for i, v in enumerate(ORGAN_VALUES.values(), 1):
+        dense[data == v] = i
+    dense[:, :, 1::2] = 6  # the slices nobody voted on
+    io.save_volume(tmp_path / "sparse.nii.gz", dense, affine)
+    out = tmp_path / "nnunet/raw/Dataset504_samcrowd_sparse"
+    dataset = nnunet.write_dataset(
+        out_dir=out,
+        paths=paths_in(tmp_path),
+        dataset_id=504,
+        source="sparse",
+        cases=[(case, image, str(tmp_path / "sparse.nii.gz"))],
+        organ_values=ORGAN_VALUES,
+        other_labels="error",
+    )
+    assert dataset["labels"]["ignore"] == 6 and list(dataset["labels"])[-1] == "ignore"
+    manager = LabelManager(dataset["labels"], regions_class_order=None)
+    assert manager.has_ignore_label and manager.ignore_label == 6  # what nnU-Net's loss leaves out
+    written, _ = io.load_volume(out / f"labelsTr/{case}.nii.gz")
+    assert (written == 6).sum() == (dense == 6).sum()
+    dense[0, 0, 0] = 7
+    io.save_volume(tmp_path / "sparse.nii.gz", dense, affine)
+    with pytest.raises(SamcrowdError, match=r"sparse\.nii\.gz: label value 7 is outside the 5 organs"):
+        nnunet.write_dataset(
+            out_dir=out,
+            paths=paths_in(tmp_path),
+            dataset_id=504,
+            source="sparse",
+            cases=[(case, image, str(tmp_path / "sparse.nii.gz"))],
+            organ_values=ORGAN_VALUES,
+            other_labels="error",
+        )
+
+
 def test_bad_labels_and_taken_dataset_ids_are_refused(tmp_path, tiny_cases):
     paths = paths_in(tmp_path)
     case, image, label = tiny_cases[0]

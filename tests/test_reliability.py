@@ -73,13 +73,13 @@ def test_two_clean_runs_give_identical_tables_volumes_and_models(tiny_study, tmp
     compared = set(first)
     assert {"tables/table1.tsv", "tables/test_dice.tsv", "tables/annotation_dice.tsv"} <= compared
     assert any(k.startswith("nnunet/predictions/crowd/") and k.endswith(".nii.gz") for k in compared)
-    assert sum(k.endswith("checkpoint_final.pth") for k in compared) == 4
+    assert sum(k.endswith("checkpoint_final.pth") for k in compared) == 6
     assert sum(k.startswith("masks/") and k.endswith(".nii.gz") for k in compared) == 4 * 4
     assert sum(k.startswith("labels/crowd/") for k in compared) == 4
     # each fold trained on one thread: two trainings side by side, each on every core, trained
     # different weights now and then
     logs = sorted((tmp_path / "results/nnunet/results").rglob("training_log_*.txt"))
-    assert len(logs) == 4
+    assert len(logs) == 6
     for log in logs:
         assert "torch on 1 thread(s)" in log.read_text(), log
 

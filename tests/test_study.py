@@ -120,14 +120,17 @@ def test_an_nnunet_check_stops_the_plan():
         study.plan(demo(nnunet={"folds": 9}), environ={})
 
 
-@pytest.mark.parametrize("name", ["gt", "crowd", "stacked"])
+@pytest.mark.parametrize("name", ["gt", "crowd", "stacked", "sparse"])
 def test_an_annotator_may_not_take_a_label_sources_name(tmp_path, name):
     for folder in ("ann01", name):
         (tmp_path / folder).mkdir()
     annotations = {"source": "folder", "folder": str(tmp_path), "annotators": []}
     with pytest.raises(SamcrowdError) as e:
         study.study_annotators(annotations, crowd={})
-    assert str(e.value) == f"annotator name '{name}' is reserved for a label source (gt, crowd, stacked); rename it"
+    assert (
+        str(e.value)
+        == f"annotator name '{name}' is reserved for a label source (gt, crowd, stacked, sparse); rename it"
+    )
     with pytest.raises(SamcrowdError, match=f"annotator name '{name}' is reserved"):
         study.study_annotators(
             {"source": "simulate", "folder": "annotations"}, crowd={"annotators": {"ann01": "careful", name: "hasty"}}

@@ -3,6 +3,7 @@ the workflow's own dry run through profiles/slurm."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -71,9 +72,11 @@ def test_the_demo_through_profiles_slurm_submits_batches_groups_and_gpu_jobs_one
         "masks": "4",  # one per annotator and batch
         "quality": "1",
         "fusion": "1",  # 8 fuse and 8 evaluate_case jobs in one group job
-        "nnunet_prepare": "2",
-        "nnunet_train": "4",
-        "nnunet_predict": "2",
+        "nnunet_prepare": "3",  # gt, crowd, sparse
+        "nnunet_train": "6",
+        "nnunet_predict": "3",
         "nnunet_evaluate": "1",
-        "total": "24",
+        "total": "28",
     }
+    fuse = re.findall(r"rule fuse:\n(?:        .*\n)*?        resources: (.*)", run.stdout + run.stderr)
+    assert len(fuse) == 8 and not any("gpu" in r for r in fuse)  # filling decodes on the group job's CPUs

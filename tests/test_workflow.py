@@ -35,11 +35,11 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
         ("fuse", 8),
         ("evaluate_case", 8),
         ("evaluate", 1),
-        ("nnunet_dataset", 2),
+        ("nnunet_dataset", 3),  # gt, crowd, sparse
         ("nnunet_test_images", 1),
-        ("nnunet_preprocess", 2),
-        ("nnunet_train", 4),
-        ("nnunet_predict", 2),
+        ("nnunet_preprocess", 3),
+        ("nnunet_train", 6),
+        ("nnunet_predict", 3),
         ("nnunet_evaluate", 1),
         ("stats", 1),
         ("provenance", 1),
@@ -260,7 +260,7 @@ segmenter: {{kind: sam, model_type: test_tiny, checkpoint: {tiny_checkpoint}, de
 def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tiny_study):
     tmp_path = tiny_study
     raw = tmp_path / "results/nnunet/raw"
-    for source, dataset_id in (("gt", 501), ("crowd", 502)):
+    for source, dataset_id in (("gt", 501), ("crowd", 502), ("sparse", 504)):
         names = sorted(p.name for p in (raw / f"Dataset{dataset_id}_samcrowd_{source}/imagesTr").glob("*.nii.gz"))
         assert names == [f"synth00{i}_0000.nii.gz" for i in range(4)]  # the training cases, never a test case
     assert sorted(p.name for p in (tmp_path / "results/nnunet/imagesTs").glob("*.nii.gz")) == [
@@ -272,10 +272,24 @@ def test_the_whole_study_with_nnunet_on_a_tiny_phantom(tiny_study):
     )
     assert len(splits) == 2 and sorted(splits[0]["val"] + splits[1]["val"]) == [f"synth00{i}" for i in range(4)]
     dice = pd.read_csv(tmp_path / "results/tables/test_dice.tsv", sep="\t")
-    assert sorted(set(dice.source)) == ["crowd", "gt"] and sorted(set(dice.case)) == ["synth004", "synth005"]
-    assert len(dice) == 2 * 2 * 5
+    assert sorted(set(dice.source)) == ["crowd", "gt", "sparse"] and sorted(set(dice.case)) == ["synth004", "synth005"]
+    assert len(dice) == 3 * 2 * 5
     table1 = (tmp_path / "results/tables/table1.md").read_text()
-    assert "| p (gt vs crowd) |" in table1 and table1.count("\n| ") == 7  # header + 5 organs + mean
+    assert "| p (gt vs crowd) | p (gt vs sparse) |" in table1 and table1.count("\n| ") == 7  # header + 5 organs + mean
+    # the sparse source: nnU-Net's ignore label (N + 1) on the slices nobody voted on, declared in dataset.json
+    sparse = raw / "Dataset504_samcrowd_sparse"
+    assert json.loads((sparse / "dataset.json").read_text())["labels"]["ignore"] == 6
+    for case in range(4):
+        label = np.asarray(nib.load(sparse / f"labelsTr/synth00{case}.nii.gz").dataobj)
+        stacked = np.asarray(nib.load(tmp_path / f"results/labels/stacked/synth00{case}.nii.gz").dataobj)
+        fusion_table = pd.read_csv(tmp_path / f"results/labels/fusion/synth00{case}.tsv", sep="\t")
+        voted = set(fusion_table[fusion_table.voters > 0].slice)
+        assert 0 < len(voted) < 16 and set(np.unique(label)) <= set(range(7))
+        for k in range(16):  # the phantom's slice axis is its third; nnU-Net's copy is RAS, so is the phantom's case 0
+            if case == 0:
+                assert (label[:, :, k] == 6).all() != (k in voted), k
+                if k in voted:
+                    assert np.array_equal(label[:, :, k], stacked[:, :, k]), k
     for figure in ("test_dice", "annotation_dice", "annotators", "overlay_crowd", "overlay_models"):
         assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 10_000
         assert (tmp_path / f"results/figures/{figure}.svg").exists()
