@@ -56,6 +56,7 @@ rule campaign_instructions:
         cases=ANNOTATED,
         labelled=EVALUATED,
         organ_values=config["organs"],
+        stride=config["campaign"]["stride"],
     script:
         "../scripts/campaign_instructions.py"
 
@@ -113,7 +114,7 @@ rule campaign_status:
         labelled=EVALUATED,
         organ_values=config["organs"],
         annotations=config["annotations"],
-        settings={key: config["campaign"][key] for key in ("k", "unassigned")},
+        settings={key: config["campaign"][key] for key in ("k", "unassigned", "slices", "stride")},
         known_cases=lambda wildcards: KNOWN_CASES,
         returned=returned_by_all,  # changes when any annotator returns more files
     script:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 ASSIGNMENT_COLUMNS = ["case", "slice", "stem", "annotator", "gold"]
 #: The campaign settings the plan follows (the others - unassigned, zip - must not re-plan).
-PLAN_KEYS = ("k", "slices", "gold", "gold_slices", "seed")
+PLAN_KEYS = ("k", "slices", "stride", "gold", "gold_slices", "seed")
 STATUS_COLUMNS = [
     "annotator",
     "assigned",
@@ -60,7 +60,7 @@ def candidate_slices(
     organ_values: dict[str, int],
 ) -> pd.DataFrame:
     """The exported slices that can be handed out: case, slice, stem, organs (does the expert label
-    show a study organ there; False without a label), labelled.
+    show a study organ there; False without a label), n_organs (how many), labelled.
 
     `choice`: all, body (the slice shows the body) or organs (its expert label shows an organ).
     """
@@ -77,15 +77,52 @@ def candidate_slices(
         image = io.load_volume(images[case])[0] if choice == "body" else None
         for record in manifest["slices"]:
             k = record["slice"]
-            organs = label is not None and bool(np.isin(geometry.extract(label, k), values).any())
-            if choice == "organs" and not organs:
+            shown = 0 if label is None else int(np.isin(values, geometry.extract(label, k)).sum())
+            if choice == "organs" and not shown:
                 continue
             if choice == "body" and not shows_body(geometry.extract(image, k)):
                 continue
             rows.append(
-                {"case": case, "slice": k, "stem": png_stem(case, k), "organs": organs, "labelled": label is not None}
+                {
+                    "case": case,
+                    "slice": k,
+                    "stem": png_stem(case, k),
+                    "organs": shown > 0,
+                    "n_organs": shown,
+                    "labelled": label is not None,
+                }
             )
-    return pd.DataFrame(rows, columns=["case", "slice", "stem", "organs", "labelled"])
+    return pd.DataFrame(rows, columns=["case", "slice", "stem", "organs", "n_organs", "labelled"])
+
+
+def every_nth(slices: pd.DataFrame, stride: int) -> pd.Series:
+    """Which chosen slices a sparse campaign hands out: each case's first, then every `stride`-th."""
+    order = slices.sort_values(["slice"], kind="stable").groupby("case", sort=False).cumcount()
+    return (order.reindex(slices.index) % stride == 0).rename("handed_out")
+
+
+def ordinal(n: int) -> str:
+    """2nd, 3rd, 4th, 21st: how the sheet, the plan and the status name a stride."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def sparse_summary(slices: pd.DataFrame, stride: int, k: int) -> str:
+    """What handing out every n-th chosen slice saves, e.g. 'every 3rd chosen slice handed out: 24 of 36
+    left to filling, 48 slice assignments (k = 2) and 96 boxes saved (organs the expert labels show
+    there)'; empty for stride 1."""
+    if stride == 1:
+        return ""
+    skipped = slices[~every_nth(slices, stride)]
+    text = (
+        f"every {ordinal(stride)} chosen slice handed out: {len(skipped)} of {len(slices)} left to filling, "
+        f"{len(skipped) * k} slice assignments (k = {k})"
+    )
+    if slices.labelled.any():
+        text += f" and {int(skipped.n_organs.sum()) * k} boxes saved (organs the expert labels show there)"
+    else:
+        text += " saved"
+    return text
 
 
 def check_k(k: int, annotators: list[str]) -> None:
@@ -117,8 +154,10 @@ def plan(
     gold: float = 0.0,
     gold_slices: list[str] | tuple[str, ...] = (),
     seed: int = 0,
+    stride: int = 1,
 ) -> pd.DataFrame:
-    """The assignment: every slice to `k` annotators, gold slices to all (columns ASSIGNMENT_COLUMNS).
+    """The assignment: every `stride`-th slice of each case (`every_nth`) to `k` annotators, gold
+    slices (among those) to all (columns ASSIGNMENT_COLUMNS).
 
     Raises SamcrowdError (one line) when k exceeds the annotators, or gold is asked for without
     slices whose expert label shows an organ.
@@ -127,12 +166,14 @@ def plan(
     if slices.empty:
         raise SamcrowdError("campaign: no exported slice to hand out (campaign.slices, export.splits)")
     rng = np.random.default_rng(seed)
+    slices = slices[every_nth(slices, stride)]
     eligible = slices[slices.organs]
     if gold_slices:
         unknown = [s for s in gold_slices if s not in set(eligible.stem)]
         if unknown:
             raise SamcrowdError(
                 f"config: key 'campaign.gold_slices': '{unknown[0]}' is not a handed-out slice whose expert label shows an organ"
+                + (f" (campaign.stride {stride} hands out every {ordinal(stride)} slice)" if stride > 1 else "")
             )
         gold_stems = set(gold_slices)
     elif gold > 0:
@@ -200,8 +241,9 @@ def write_plan(
     annotators: list[str],
     settings: dict[str, Any],
     out: str | Path,
-) -> pd.DataFrame:
-    """The `campaign_plan` job and `samcrowd campaign plan`: choose slices, plan, write assignment.tsv."""
+) -> tuple[pd.DataFrame, str]:
+    """The `campaign_plan` job and `samcrowd campaign plan`: choose slices, plan, write assignment.tsv;
+    returns the plan and its summary line (what a sparse campaign saves included)."""
     check_settings(settings, annotators, has_labels=any(labels.values()))
     slices = candidate_slices(
         manifests=manifests, choice=settings["slices"], images=images, labels=labels, organ_values=organ_values
@@ -213,10 +255,14 @@ def write_plan(
         gold=settings["gold"],
         gold_slices=settings["gold_slices"],
         seed=settings["seed"],
+        stride=settings["stride"],
     )
     io.write_tsv(out, table)
-    log.info("%s", plan_summary(table, settings["k"]))
-    return table
+    summary = "; ".join(
+        filter(None, [plan_summary(table, settings["k"]), sparse_summary(slices, settings["stride"], settings["k"])])
+    )
+    log.info("%s", summary)
+    return table, summary
 
 
 def plan_summary(table: pd.DataFrame, k: int) -> str:
@@ -282,8 +328,11 @@ def draw_example(png: np.ndarray, box: tuple[int, int, int, int], colour: tuple[
     return buffer.getvalue()
 
 
-def instructions_html(examples: list[tuple[str, np.ndarray, tuple[int, int, int, int]]], organs: list[str]) -> str:
-    """The one-page instruction sheet: what to box, how, and how to say "seen, nothing there"."""
+def instructions_html(
+    examples: list[tuple[str, np.ndarray, tuple[int, int, int, int]]], organs: list[str], stride: int = 1
+) -> str:
+    """The one-page instruction sheet: what to box, how, how to say "seen, nothing there", and for a
+    sparse campaign (`stride` > 1) that the slices in between are left out on purpose."""
     figures = []
     for organ, png, box in examples:
         colour = COLOURS[organs.index(organ) % len(COLOURS)]
@@ -296,6 +345,13 @@ def instructions_html(examples: list[tuple[str, np.ndarray, tuple[int, int, int,
     if not figures:
         figures.append("<p><em>No expert label in this study to draw examples from.</em></p>")
     classes = "".join(f"<li><code>{html.escape(o)}</code></li>" for o in organs)
+    sparse = (
+        f'<li class="sparse">You get only every {ordinal(stride)} slice of each scan, so the images jump a few slices '
+        "from one to the next: <b>that is meant</b>. The slices in between are filled by the computer from your "
+        "boxes; please do not look for them.</li>\n"
+        if stride > 1
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>samcrowd: how to draw your boxes</title>
 <style>
@@ -313,7 +369,7 @@ and pick its class:<ul>{classes}</ul>The images show the patient's right on the 
 <li>If an image shows <b>none</b> of these organs, draw one small box anywhere with the class
 <code>{MARKER}</code>: this says "seen, nothing there". An image without any box counts as <b>not done</b>
 (OpenLabeling creates an empty file for every image when it starts).</li>
-<li>When you are done (or done for today), send back this folder with its <code>output/</code>; partial returns are welcome.</li>
+{sparse}<li>When you are done (or done for today), send back this folder with its <code>output/</code>; partial returns are welcome.</li>
 </ol>
 <h2>Examples from this study</h2>
 {"".join(figures)}
@@ -329,8 +385,10 @@ def write_instructions(
     organ_values: dict[str, int],
     assignment: str | Path,
     out: str | Path,
+    stride: int,
 ) -> None:
-    """The `campaign_instructions` job: the instruction sheet with an example box per organ."""
+    """The `campaign_instructions` job: the instruction sheet with an example box per organ (and, for a
+    sparse campaign, the note that skipped slices are meant)."""
     plan = read_assignment(assignment)
     gold = set(gold_cells(plan).itertuples(index=False, name=None))
     examples = example_boxes(
@@ -339,7 +397,7 @@ def write_instructions(
     missing = [o for o in organ_values if o not in {e[0] for e in examples}]
     if missing:
         log.warning("no expert label shows %s: the instruction sheet has no example of it", ", ".join(missing))
-    io.write_text(out, instructions_html(examples, list(organ_values)))
+    io.write_text(out, instructions_html(examples, list(organ_values), stride))
 
 
 def write_package(
@@ -538,10 +596,13 @@ def write_status(
     annotations: dict[str, Any],
     settings: dict[str, Any],
     known_cases: set[str],
+    images: dict[str, str] | None,
     out_table: str | Path | None = None,
     out_coverage: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """The `campaign_status` job and `samcrowd campaign status`: read the returns, compare with the plan."""
+    """The `campaign_status` job and `samcrowd campaign status`: read the returns, compare with the plan.
+    `settings`: the campaign's k, unassigned, slices and stride; `images`: the annotated cases' images,
+    needed when a sparse campaign chose the slices that show the body (to say what it saves)."""
     from samcrowd.quality import expert_boxes
 
     assignment = read_assignment(assignment_path)
@@ -559,6 +620,15 @@ def write_status(
         assignment, returns, k=settings["k"], policy=settings["unassigned"], expert=expert, folders=folders
     )
     line = summary_line(assignment, table, coverage, settings["k"])
+    if settings["stride"] > 1:
+        chosen = candidate_slices(
+            manifests=list(manifests.values()),
+            choice=settings["slices"],
+            images=images or {},
+            labels=labels,
+            organ_values=organ_values,
+        )
+        line += "; " + sparse_summary(chosen, settings["stride"], settings["k"])
     if out_table is not None:
         io.write_tsv(out_table, table)
     if out_coverage is not None:

@@ -128,7 +128,7 @@ def _manifests(cases: list[str], slices: str) -> list[str]:
 def _campaign_plan(args: argparse.Namespace) -> int:
     settings, plan = _campaign_study(args)
     labels = {c: plan.cases.loc[c, "label"] for c in plan.evaluated}
-    table = campaign.write_plan(
+    _, summary = campaign.write_plan(
         manifests=_manifests(plan.annotated, args.slices),
         images={c: plan.cases.loc[c, "image"] for c in plan.annotated},
         labels=labels,
@@ -137,7 +137,7 @@ def _campaign_plan(args: argparse.Namespace) -> int:
         settings=settings["campaign"],
         out=args.output,
     )
-    print(f"{args.output}: {campaign.plan_summary(table, settings['campaign']['k'])}", file=sys.stderr)
+    print(f"{args.output}: {summary}", file=sys.stderr)
     return 0
 
 
@@ -152,6 +152,7 @@ def _campaign_status(args: argparse.Namespace) -> int:
         annotations=settings["annotations"],
         settings=settings["campaign"],
         known_cases=set(plan.cases.index),
+        images={c: plan.cases.loc[c, "image"] for c in plan.annotated},
     )
     shown = table.assign(gold_iou=table.gold_iou.map(lambda v: "-" if v != v else f"{v:.3f}"))
     print(shown.to_string(index=False))

@@ -1,7 +1,8 @@
 """A simulated crowd: OpenLabeling folders drawn from expert labels with a noise model per annotator.
 
-Each simulated annotator opens a random subset of the exported slices (`slice_fraction`),
-and on each one boxes the study organs it shows, with corner jitter (Gaussian, pixels), a
+Each simulated annotator opens a random subset of the exported slices (`slice_fraction`), of
+every `stride`-th one when a stride is set (a sparse campaign: the first exported slice of each
+case, then every n-th), and on each one boxes the study organs it shows, with corner jitter (Gaussian, pixels), a
 scale bias (boxes drawn larger or smaller about their centre), misses (per organ), and
 sometimes the wrong class. Output is exactly what OpenLabeling writes, so the importer
 cannot tell simulated from real annotators. Deterministic: each (seed, annotator, case)
@@ -35,6 +36,7 @@ class Profile:
     miss_rate_by_organ: dict[str, float] = field(default_factory=dict)
     slice_fraction: float = 1.0
     wrong_class_rate: float = 0.0
+    stride: int = 1
 
     @classmethod
     def from_config(cls, section: dict) -> Profile:
@@ -67,8 +69,9 @@ def draw_case(
     names = list(organ_values)
     height, width = geometry.png_shape
     drawn: dict[str, list[Box]] = {}
-    for record in manifest["slices"]:
+    for i, record in enumerate(manifest["slices"]):
         opened = rng.random() < profile.slice_fraction  # drawn either way: a plan changes no stream
+        opened = opened and i % profile.stride == 0  # a sparse annotator (stride 1: as before)
         k = record["slice"]
         if not (opened if slices is None else k in slices):
             continue

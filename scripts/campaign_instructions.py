@@ -11,5 +11,6 @@ jobs.run(
         organ_values=p.organ_values,
         assignment=i.assignment,
         out=snakemake.output[0],
+        stride=p.stride,
     ),
 )

@@ -13,6 +13,7 @@ jobs.run(
         annotations=p.annotations,
         settings=p.settings,
         known_cases=set(p.known_cases),
+        images=dict(zip(p.cases, i.images)) if "images" in i.keys() else None,
         out_table=o.table,
         out_coverage=o.coverage,
     ),

@@ -28,7 +28,14 @@ def slices(n_cases=3, n_slices=12, organs_from=2):
     """A candidate table: every slice from `organs_from` on shows an organ."""
     return pd.DataFrame(
         [
-            {"case": f"c{c}", "slice": k, "stem": f"c{c}_{k:04d}", "organs": k >= organs_from, "labelled": True}
+            {
+                "case": f"c{c}",
+                "slice": k,
+                "stem": f"c{c}_{k:04d}",
+                "organs": k >= organs_from,
+                "n_organs": 2 * (k >= organs_from),
+                "labelled": True,
+            }
             for c in range(n_cases)
             for k in range(n_slices)
         ]
@@ -61,6 +68,41 @@ def test_named_gold_slices_are_the_gold_slices():
     table = campaign.plan(slices(), ANNOTATORS, k=3, gold_slices=["c1_0005"], seed=0)
     assert set(table.stem[table.gold == "yes"]) == {"c1_0005"}
     assert set(table.groupby("stem").size()) == {3, 5}
+
+
+def test_a_sparse_campaign_hands_out_each_cases_first_and_every_nth_chosen_slice_and_says_what_it_saves():
+    chosen = slices(n_cases=2, n_slices=12).query("slice != 4")  # 'body': slice 4 not chosen
+    table = campaign.plan(chosen, ANNOTATORS, k=2, gold=0.1, seed=0, stride=3)
+    handed = table.groupby("case").slice.agg(lambda s: sorted(set(s))).to_dict()
+    assert handed == {"c0": [0, 3, 7, 10], "c1": [0, 3, 7, 10]}  # every 3rd of the chosen 0-3, 5-11
+    assert set(table.stem[table.gold == "yes"]) <= set(table.stem)  # gold among the handed-out slices
+    assert campaign.sparse_summary(chosen, 3, 2) == (
+        "every 3rd chosen slice handed out: 14 of 22 left to filling, 28 slice assignments (k = 2) and "
+        "48 boxes saved (organs the expert labels show there)"
+    )
+    assert campaign.sparse_summary(chosen, 1, 2) == ""
+    unlabelled = chosen.assign(labelled=False, organs=False, n_organs=0)
+    assert campaign.sparse_summary(unlabelled, 2, 3) == (
+        "every 2nd chosen slice handed out: 10 of 22 left to filling, 30 slice assignments (k = 3) saved"
+    )
+    with pytest.raises(SamcrowdError) as e:
+        campaign.plan(chosen, ANNOTATORS, k=2, gold_slices=["c0_0005"], stride=3)
+    assert str(e.value) == (
+        "config: key 'campaign.gold_slices': 'c0_0005' is not a handed-out slice whose expert label shows an organ "
+        "(campaign.stride 3 hands out every 3rd slice)"
+    )
+
+
+def test_strides_are_named_as_ordinals():
+    assert [campaign.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"
+    ]  # fmt: skip
+
+
+def test_the_sheet_of_a_sparse_campaign_says_the_skipped_slices_are_meant():
+    sparse = campaign.instructions_html([], ORGANS, stride=5)
+    assert "You get only every 5th slice of each scan" in sparse and "<b>that is meant</b>" in sparse
+    assert 'class="sparse"' not in campaign.instructions_html([], ORGANS)
 
 
 @pytest.mark.parametrize(
@@ -520,11 +562,28 @@ def test_a_campaign_plans_hands_out_collects_and_reruns_only_the_new_work(planne
 
 
 @pytest.mark.workflow
-def test_a_simulated_crowd_with_a_plan_boxes_exactly_its_slices_and_a_second_run_has_nothing_to_do(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", TINY + "campaign: {plan: true, k: 2, gold: 0.1}\n")
+def test_a_sparse_simulated_campaign_boxes_exactly_its_slices_fills_the_rest_and_a_second_run_has_nothing_to_do(
+    tmp_path,
+):
+    cfg = write_config(tmp_path / "c.yaml", TINY + "campaign: {plan: true, k: 2, gold: 0.1, stride: 2}\n")
     run = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert run.returncode == 0, run.stderr[-3000:]
     plan = campaign.read_assignment(tmp_path / "results/campaign/assignment.tsv")
+    for case, handed in plan.groupby("case").slice.agg(lambda s: sorted(set(s))).items():
+        exported = [r["slice"] for r in io.read_json(tmp_path / f"results/slices/{case}.manifest.json")["slices"]]
+        assert handed == exported[::2], case
+    line = (tmp_path / "results/logs/campaign/status.log").read_text()
+    assert "every 2nd chosen slice handed out: " in line and " left to filling, " in line
+    assert "every 2nd slice of each scan" in (tmp_path / "results/campaign/instructions.html").read_text()
+    for case in plan.case.unique():
+        fused = pd.read_csv(tmp_path / f"results/labels/fusion/{case}.tsv", sep="\t")
+        assert {"between"} <= set(fused.filled)  # the slices in between were filled by the segmenter
+        sparse = io.load_volume(tmp_path / f"results/labels/sparse/{case}.nii.gz")[0]
+        stacked = io.load_volume(tmp_path / f"results/labels/stacked/{case}.nii.gz")[0]
+        crowd_labels = io.load_volume(tmp_path / f"results/labels/crowd/{case}.nii.gz")[0]
+        ignored = sparse == len(ORGANS) + 1  # nnU-Net's ignore label on the slices nobody voted on
+        assert ignored.any() and (stacked[~ignored] == sparse[~ignored]).all()
+        assert (crowd_labels[ignored] > 0).sum() > (stacked[ignored] > 0).sum()
     simulated = ["ann01", "ann02", "ann03", "ann04"]
     for name in simulated:
         folder = tmp_path / "results/annotations" / name

@@ -112,6 +112,16 @@ def test_per_organ_miss_rates_replace_the_default(case):
     assert any(b.cls == "liver" for boxes in drawn.values() for b in boxes)
 
 
+def test_a_stride_opens_the_first_and_every_nth_exported_slice_of_the_case(case):
+    stems = [export.png_stem("c", r["slice"]) for r in case[1]["slices"]]
+    every = draw(case, PERFECT)
+    sparse = draw(case, dataclasses.replace(PERFECT, stride=3))
+    assert sorted(sparse) == stems[::3]
+    assert all(sparse[s] == every[s] for s in sparse)
+    noisy = draw(case, crowd.Profile(jitter_px=3, scale_bias=1.1, miss_rate=0.1, slice_fraction=0.8, stride=3))
+    assert noisy and all(stems.index(s) % 3 == 0 for s in noisy)  # slice_fraction of the every-3rd slices
+
+
 def test_the_simulated_folder_is_what_openlabeling_writes(case, tmp_path):
     label, manifest, g = case
     io.save_volume(tmp_path / "seg.nii.gz", label, np.eye(4))
