@@ -8,7 +8,7 @@ scale bias, misses and wrong classes; every n-th slice instead of a random fract
 so the stacked labels are its masks. Seconds: what each completion adds per case (LiteMedSAM's
 embeddings are cached, as in the workflow; encoding is not counted).
 
-    python bench/sparse_boxes.py [--strides 1 2 3 5] [--threads 2]
+    python bench/sparse_boxes.py [--strides 1 2 3 5] [--threads 2] [--boxes tight careful hasty unreliable]
     python bench/sparse_boxes.py --demo          # also the demo's Table 1 (gt, crowd, sparse) at strides 1 and 3
 """
 
@@ -102,7 +102,7 @@ def one_source(name, profile, stride, label, manifest, geometry, organs, seg, em
     return out, n_boxes
 
 
-def bench_scan(strides: list[int], threads: int) -> pd.DataFrame:
+def bench_scan(strides: list[int], threads: int, only: list[str] | None = None) -> pd.DataFrame:
     organs: dict[str, int] = load_yaml(REPO / "config" / "example_ct.yaml")["organs"]
     defaults = check_config({})
     rows = []
@@ -122,6 +122,8 @@ def bench_scan(strides: list[int], threads: int) -> pd.DataFrame:
         pngs = {r["slice"]: export.read_png(tmp / "png" / r["png"]) for r in manifest["slices"]}
         embeddings = {k: seg.embed(png) for k, png in pngs.items()}
         for name, profile in sources(defaults["crowd"]["profiles"]).items():
+            if only and name.split()[0] not in only:
+                continue
             for stride in strides:
                 out, n_boxes = one_source(
                     name, profile, stride, label, manifest, geometry, organs, seg, embeddings, pngs, affine
@@ -176,10 +178,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--demo", action="store_true", help="also run the demo at strides 1 and 3 (about 25 minutes)")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--boxes", nargs="+", help="only these box sources (tight, careful, hasty, unreliable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(f"CPU: {cpu_name()}; {args.threads} threads")
-    table = bench_scan(args.strides, args.threads)
+    table = bench_scan(args.strides, args.threads, args.boxes)
     print(
         "TotalSegmentator example CT (tests/data/totalseg-example, 30 slices at 3 mm): volume Dice per organ, "
         "every n-th exported slice boxed, one annotator"

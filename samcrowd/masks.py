@@ -334,7 +334,7 @@ def write_segmenter_record(*, settings: dict[str, Any], out: str | Path) -> dict
 
 
 def segmenter_from_record(
-    *, path: str | Path, encoder_ir: tuple[str, str] | None = None, any_device: bool = False
+    *, path: str | Path, any_device: bool, encoder_ir: tuple[str, str] | None = None
 ) -> Segmenter:
     """The segmenter a `segmenter` job recorded (the checkpoint hash is not recomputed), with
     LiteMedSAM's converted encoder when the workflow made one. `any_device`: on the job machine's
@@ -352,7 +352,7 @@ def segmenter_from_record(
 
 def export_encoder(*, segmenter_json: str | Path, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
     """Load LiteMedSAM's checked weights and convert its image encoder for OpenVINO (once per workflow)."""
-    segmenter = segmenter_from_record(path=segmenter_json)
+    segmenter = segmenter_from_record(path=segmenter_json, any_device=False)
     segmenter.prepare()
     info = segmenter.export_encoder(out_xml, out_bin)
     log.info(

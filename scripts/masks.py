@@ -5,7 +5,7 @@ i, o, p = snakemake.input, snakemake.output, snakemake.params
 jobs.run(
     snakemake,
     lambda: masks.mask_batch(
-        segmenter=masks.segmenter_from_record(path=i.segmenter),
+        segmenter=masks.segmenter_from_record(path=i.segmenter, any_device=False),
         annotator=snakemake.wildcards.annotator,
         folder=i.folder,
         cases=p.cases,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -43,3 +44,10 @@ def test_gold_quality_benchmark_scores_every_profile_against_the_expert():
     assert "gold IoU on totalseg-example (30 slices, gold 0.05: 2 per plan), 2 seeds" in out, out
     for profile in ("careful", "hasty", "unreliable"):
         assert f"\n{profile:12s} median " in out, out
+
+
+def test_sparse_boxes_benchmark_compares_every_completion_method_per_stride():
+    out = bench("sparse_boxes.py", "--strides", "1", "3", "--boxes", "tight")
+    for method in ("none", "distance", "segmenter"):
+        assert re.search(rf"\| tight \+ 2 px \|\s+3 \|\s+\d+ \| {method}\s+\|", out), out
+    assert "tight + 2 px, stride 3: segmenter " in out and "segmenter / every slice boxed = " in out, out

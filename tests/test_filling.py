@@ -164,7 +164,7 @@ def test_filling_decodes_on_a_cpu_only_machine_even_when_the_study_encodes_on_a_
     record = tmp_path / "segmenter.json"
     io.write_json(record, {"settings": settings, "checkpoint": segmenters.check_checkpoint("", "", "litemedsam")})
     with pytest.raises(Exception, match="segmenter.device is cuda but torch sees no CUDA device"):
-        masks.segmenter_from_record(path=record).prepare(1, encode=False)
+        masks.segmenter_from_record(path=record, any_device=False).prepare(1, encode=False)
     seg = masks.segmenter_from_record(path=record, any_device=True)
     seg.prepare(1, encode=False)
     assert (seg.torch_device.type, seg.precision) == ("cpu", "fp32")
@@ -188,7 +188,7 @@ def scan(tmp_path_factory):
         tmp / "segmenter.json",
         {"settings": settings, "checkpoint": segmenters.check_checkpoint("", "", "litemedsam")},
     )
-    seg = masks.segmenter_from_record(path=tmp / "segmenter.json")
+    seg = masks.segmenter_from_record(path=tmp / "segmenter.json", any_device=False)
     manifest = export.export_case(
         case="ct",
         image_path=SCAN / "example_ct_sm.nii.gz",
