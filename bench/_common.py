@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import time
@@ -14,6 +15,8 @@ from samcrowd.phantom import LABELS, PhantomSettings, make_case
 
 #: The checkout the benchmarks belong to (its Snakefile, configs and test data).
 REPO = Path(__file__).resolve().parents[1]
+#: The real abdominal CT with organ labels (TotalSegmentator's example scan).
+SCAN = REPO / "tests" / "data" / "totalseg-example"
 
 ORGANS = ["spleen", "right_kidney", "left_kidney", "liver", "aorta"]
 
@@ -21,6 +24,27 @@ ORGANS = ["spleen", "right_kidney", "left_kidney", "liver", "aorta"]
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """This checkout's workflow run in `workdir` by the running interpreter's snakemake."""
     return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+
+
+def export_real_ct(folder: Path) -> tuple[dict, export.SliceGeometry]:
+    """The real CT exported as the workflow does (PNGs in folder/png): its manifest and geometry."""
+    manifest = export.export_case(
+        case="ct",
+        image_path=SCAN / "example_ct_sm.nii.gz",
+        out_dir=folder / "png",
+        manifest_path=folder / "ct.manifest.json",
+        **export.settings(),
+    )
+    return manifest, export.load_manifest(folder / "ct.manifest.json")[1]
+
+
+def every_slice_profiles(tight: str) -> dict[str, crowd.Profile]:
+    """Box sources for the real-CT benchmarks: exact boxes (named `tight`) and the embedded default's
+    simulated profiles with every slice opened."""
+    out = {tight: crowd.Profile(jitter_px=0, scale_bias=1, miss_rate=0, slice_fraction=1, wrong_class_rate=0)}
+    for name, section in check_config({})["crowd"]["profiles"].items():
+        out[name] = dataclasses.replace(crowd.Profile.from_config(section), slice_fraction=1.0)
+    return out
 
 
 def median_time(fn, repeat: int = 3) -> tuple[float, object]:

@@ -20,14 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO
+from _common import REPO, SCAN, export_real_ct
 
 from samcrowd import export, io, segmenters
 from samcrowd.config import check_config, load_yaml
 from samcrowd.geometry import mask_bbox
 from samcrowd.metrics import dice
-
-SCAN = REPO / "tests" / "data" / "totalseg-example"
 
 
 def main() -> None:
@@ -51,14 +49,7 @@ def main() -> None:
             {**settings, "runtime": "openvino"}, checkpoint, (str(tmp / "encoder.xml"), str(tmp / "encoder.bin"))
         )
         fast.prepare(args.threads)
-        manifest = export.export_case(
-            case="ct",
-            image_path=SCAN / "example_ct_sm.nii.gz",
-            out_dir=tmp / "png",
-            manifest_path=tmp / "ct.manifest.json",
-            **export.settings(),
-        )
-        _, geometry = export.load_manifest(tmp / "ct.manifest.json")
+        manifest, geometry = export_real_ct(tmp)
         records = manifest["slices"][:: args.every]
         pngs = [export.read_png(tmp / "png" / r["png"]) for r in records]
         rates: dict[str, list[float]] = {"torch": [], "openvino": []}

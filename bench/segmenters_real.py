@@ -13,20 +13,17 @@ Seconds per slice: encoding the slice (SAM family) plus decoding all of its tigh
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO
+from _common import REPO, SCAN, every_slice_profiles, export_real_ct
 
 from samcrowd import crowd, export, io, segmenters
 from samcrowd.config import check_config, load_yaml
 from samcrowd.metrics import dice
-
-SCAN = REPO / "tests" / "data" / "totalseg-example"
 
 
 def make_segmenters(args, folder: Path) -> dict[str, segmenters.Segmenter]:
@@ -64,21 +61,11 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     preset = load_yaml(REPO / "config" / "example_ct.yaml")
     organs: dict[str, int] = preset["organs"]
-    defaults = check_config({})
-    profiles = {"tight": crowd.Profile(jitter_px=0, scale_bias=1, miss_rate=0, slice_fraction=1, wrong_class_rate=0)}
-    for name, section in defaults["crowd"]["profiles"].items():
-        profiles[name] = dataclasses.replace(crowd.Profile.from_config(section), slice_fraction=1.0)
+    profiles = every_slice_profiles("tight")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         methods = make_segmenters(args, tmp)
-        manifest = export.export_case(
-            case="ct",
-            image_path=SCAN / "example_ct_sm.nii.gz",
-            out_dir=tmp / "png",
-            manifest_path=tmp / "ct.manifest.json",
-            **export.settings(),
-        )
-        _, geometry = export.load_manifest(tmp / "ct.manifest.json")
+        manifest, geometry = export_real_ct(tmp)
         label, _ = io.load_volume(SCAN / "example_seg.nii.gz", np.uint8)
         height, width = geometry.png_shape
         # (source, slice) -> [(organ, box)]

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import REPO, snakemake_command
+from _common import REPO, SCAN, every_slice_profiles, export_real_ct, snakemake_command
 
 from samcrowd import campaign, crowd, export, filling, fusion, io, masks, segmenters
 from samcrowd.config import check_config, load_yaml
 from samcrowd.metrics import dice
 
-SCAN = REPO / "tests" / "data" / "totalseg-example"
 METHODS = ("none", "distance", "segmenter")
 
 
@@ -43,14 +42,6 @@ def litemedsam(folder: Path, threads: int) -> segmenters.Segmenter:
     seg.encoder_ir = (str(folder / "encoder.xml"), str(folder / "encoder.bin"))
     seg.prepare(threads)
     return seg
-
-
-def sources(profiles: dict) -> dict[str, crowd.Profile]:
-    """The box sources: tight (+ 2 px added later) and the default's profiles, every slice opened."""
-    out = {"tight + 2 px": crowd.Profile(jitter_px=0, scale_bias=1, miss_rate=0, slice_fraction=1, wrong_class_rate=0)}
-    for name, section in profiles.items():
-        out[name] = dataclasses.replace(crowd.Profile.from_config(section), slice_fraction=1.0)
-    return out
 
 
 def one_source(name, profile, stride, label, manifest, geometry, organs, seg, embeddings, pngs, affine):
@@ -104,24 +95,16 @@ def one_source(name, profile, stride, label, manifest, geometry, organs, seg, em
 
 def bench_scan(strides: list[int], threads: int, only: list[str] | None = None) -> pd.DataFrame:
     organs: dict[str, int] = load_yaml(REPO / "config" / "example_ct.yaml")["organs"]
-    defaults = check_config({})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         seg = litemedsam(tmp, threads)
-        manifest = export.export_case(
-            case="ct",
-            image_path=SCAN / "example_ct_sm.nii.gz",
-            out_dir=tmp / "png",
-            manifest_path=tmp / "ct.manifest.json",
-            **export.settings(),
-        )
-        _, geometry = export.load_manifest(tmp / "ct.manifest.json")
+        manifest, geometry = export_real_ct(tmp)
         label, affine = io.load_volume(SCAN / "example_seg.nii.gz", np.uint8)
         truth = {o: label == v for o, v in organs.items()}
         pngs = {r["slice"]: export.read_png(tmp / "png" / r["png"]) for r in manifest["slices"]}
         embeddings = {k: seg.embed(png) for k, png in pngs.items()}
-        for name, profile in sources(defaults["crowd"]["profiles"]).items():
+        for name, profile in every_slice_profiles("tight + 2 px").items():
             if only and name.split()[0] not in only:
                 continue
             for stride in strides:
