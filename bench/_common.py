@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from samcrowd import boxes, crowd, export, io
+from samcrowd import boxes, crowd, export, io, segmenters
 from samcrowd.config import check_config
 from samcrowd.openlabeling import PRESETS
 from samcrowd.phantom import LABELS, PhantomSettings, make_case
@@ -36,6 +36,19 @@ def export_real_ct(folder: Path) -> tuple[dict, export.SliceGeometry]:
         **export.settings(),
     )
     return manifest, export.load_manifest(folder / "ct.manifest.json")[1]
+
+
+def litemedsam_on_cpu(folder: Path, threads: int) -> segmenters.Segmenter:
+    """LiteMedSAM as the workflow runs it on a CPU: its image encoder and box decoder converted for
+    OpenVINO (the litemedsam_openvino job's work, into `folder`), compiled for `threads` threads."""
+    base = check_config({})["segmenter"]
+    seg = segmenters.make_segmenter({**base, "kind": "litemedsam"}, segmenters.check_checkpoint("", "", "litemedsam"))
+    seg.export_encoder(folder / "encoder.xml", folder / "encoder.bin")
+    seg.export_decoder(folder / "decoder.xml", folder / "decoder.bin")
+    seg.encoder_ir = (str(folder / "encoder.xml"), str(folder / "encoder.bin"))
+    seg.decoder_ir = (str(folder / "decoder.xml"), str(folder / "decoder.bin"))
+    seg.prepare(threads)
+    return seg
 
 
 def every_slice_profiles(tight: str) -> dict[str, crowd.Profile]:

@@ -1,11 +1,14 @@
-"""LiteMedSAM on a CPU: image-encoder throughput of the OpenVINO fast path against plain torch
-fp32 (the reference), side by side in one run, and how well their masks agree.
+"""LiteMedSAM on a CPU: throughput of the OpenVINO fast path against plain torch fp32 (the
+reference), side by side in one run, for the image encoder and for the box decoder, and how well
+their masks agree.
 
 Slices: every exported slice of TotalSegmentator's example CT (tests/data/totalseg-example).
-Both runtimes get the same thread count; each round encodes all slices with torch, then with
+Encoder: both runtimes get `--threads`; each round encodes all slices with torch, then with
 OpenVINO; slices per second are medians over rounds. Agreement: masks decoded from either
 runtime's (float16-stored) embedding for the tight box (+ 2 px) of every organ on every slice,
-Dice per box.
+Dice per box. Decoder: the same boxes on the same embeddings, one thread each (as masks and fuse
+jobs decode), torch then OpenVINO per round; boxes per second are medians over rounds, and the
+mask pixels and predicted IoUs that differ.
 
     python bench/litemedsam_cpu.py [--threads 2] [--rounds 3]
 """
@@ -45,10 +48,11 @@ def main() -> None:
         start = time.perf_counter()
         reference.export_encoder(tmp / "encoder.xml", tmp / "encoder.bin")
         convert_s = time.perf_counter() - start
+        reference.export_decoder(tmp / "decoder.xml", tmp / "decoder.bin")
         fast = segmenters.make_segmenter(
             {**settings, "runtime": "openvino"}, checkpoint, (str(tmp / "encoder.xml"), str(tmp / "encoder.bin"))
         )
-        fast.prepare(args.threads)
+        fast.prepare(args.threads, decode=False)  # encodes only
         manifest, geometry = export_real_ct(tmp)
         records = manifest["slices"][:: args.every]
         pngs = [export.read_png(tmp / "png" / r["png"]) for r in records]
@@ -62,7 +66,7 @@ def main() -> None:
                 rates[name].append(len(pngs) / (time.perf_counter() - start))
         label, _ = io.load_volume(SCAN / "example_seg.nii.gz", np.uint8)
         height, width = geometry.png_shape
-        agreement = []
+        agreement, decoded = [], []  # decoded: (png, boxes, embedding) of every slice with organs
         for record, png, e_torch, e_fast in zip(records, pngs, embeddings["torch"], embeddings["openvino"]):
             plane = geometry.extract(label, record["slice"])
             boxes = []
@@ -77,6 +81,24 @@ def main() -> None:
             b, _ = reference.segment(png, np.array(boxes), e_fast)
             for m, n in zip(a, b):
                 agreement.append(1.0 if not (m.any() or n.any()) else dice(m, n))  # both empty: they agree
+            decoded.append((png, np.array(boxes), e_fast))
+        reference.prepare(1)  # one thread, as masks and fuse jobs decode
+        decoder = segmenters.make_segmenter(
+            {**settings, "runtime": "openvino"}, checkpoint, None, (str(tmp / "decoder.xml"), str(tmp / "decoder.bin"))
+        )
+        decoder.prepare(1, encode=False)
+        n_boxes = sum(len(b) for _, b, _ in decoded)
+        box_rates: dict[str, list[float]] = {"torch": [], "openvino": []}
+        outputs: dict[str, list] = {}
+        for _ in range(args.rounds):
+            for name, seg in (("torch", reference), ("openvino", decoder)):
+                seg.segment(*decoded[0])  # warm-up
+                start = time.perf_counter()
+                outputs[name] = [seg.segment(*one) for one in decoded]
+                box_rates[name].append(n_boxes / (time.perf_counter() - start))
+        flipped = sum(int((a[0] != b[0]).sum()) for a, b in zip(outputs["torch"], outputs["openvino"]))
+        pixels = sum(a[0].size for a in outputs["torch"])
+        score_gap = max(float(np.abs(a[1] - b[1]).max()) for a, b in zip(outputs["torch"], outputs["openvino"]))
     torch_rate, fast_rate = statistics.median(rates["torch"]), statistics.median(rates["openvino"])
     agreement = np.array(agreement)
     print(
@@ -96,6 +118,20 @@ def main() -> None:
         f"mask agreement, Dice per box ({len(agreement)} boxes): min {agreement.min():.4f}, "
         f"mean {agreement.mean():.4f}, boxes >= 0.99: {(agreement >= 0.99).mean():.1%}"
     )
+    torch_boxes, fast_boxes = statistics.median(box_rates["torch"]), statistics.median(box_rates["openvino"])
+    print(f"\nLiteMedSAM box decoder, {n_boxes} boxes on {len(decoded)} slices, 1 thread, {args.rounds} rounds")
+    print(f"{'runtime':<22}{'boxes/s':>10}{'s/box':>10}   per round (boxes/s)")
+    for name, key, rate in (
+        ("torch fp32 (reference)", "torch", torch_boxes),
+        ("openvino fp32", "openvino", fast_boxes),
+    ):
+        print(f"{name:<22}{rate:>10.2f}{1 / rate:>10.3f}   " + ", ".join(f"{r:.2f}" for r in box_rates[key]))
+    print(
+        f"decoder throughput ratio openvino / torch: {fast_boxes / torch_boxes:.2f} (median of rounds; per round "
+        + ", ".join(f"{f / t:.2f}" for f, t in zip(box_rates["openvino"], box_rates["torch"]))
+        + ")"
+    )
+    print(f"decoder agreement: {flipped} of {pixels} mask pixels differ; predicted IoU within {score_gap:.1e}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, SCAN, every_slice_profiles, export_real_ct
+from _common import REPO, SCAN, every_slice_profiles, export_real_ct, litemedsam_on_cpu
 
 from samcrowd import crowd, export, io, segmenters
 from samcrowd.config import check_config, load_yaml
@@ -27,16 +27,13 @@ from samcrowd.metrics import dice
 
 
 def make_segmenters(args, folder: Path) -> dict[str, segmenters.Segmenter]:
-    """The methods, each as the workflow builds it (LiteMedSAM with its encoder converted for OpenVINO)."""
+    """The methods, each as the workflow builds it (LiteMedSAM with its encoder and decoder converted for OpenVINO)."""
     base = check_config({})["segmenter"]
     chosen: dict[str, segmenters.Segmenter] = {
         "box": segmenters.BoxSegmenter(),
         "random_walker": segmenters.RandomWalkerSegmenter.from_config(),
     }
-    lite = segmenters.make_segmenter({**base, "kind": "litemedsam"}, segmenters.check_checkpoint("", "", "litemedsam"))
-    lite.export_encoder(folder / "encoder.xml", folder / "encoder.bin")
-    lite.encoder_ir = (str(folder / "encoder.xml"), str(folder / "encoder.bin"))
-    chosen["litemedsam"] = lite
+    chosen["litemedsam"] = litemedsam_on_cpu(folder, args.threads)
     for kind, path, model_type in (("sam", args.sam, args.model_type), ("medsam", args.medsam, "vit_b")):
         if path:
             settings = {
@@ -119,8 +116,10 @@ def main() -> None:
                 + "".join(f"{v:>13.3f}" for v in values)
                 + f"{np.nanmean(values):>8.3f}{per_slice:>9.3f}"
             )
-    runtime = methods["litemedsam"].encoder_runtime()
-    print(f"litemedsam image encoder: {runtime}; {args.threads} threads")
+    lite = methods["litemedsam"]
+    print(
+        f"litemedsam image encoder: {lite.encoder_runtime()}, box decoder: {lite.decoder_runtime()}; {args.threads} threads"
+    )
 
 
 if __name__ == "__main__":

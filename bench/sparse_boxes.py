@@ -5,10 +5,11 @@ slices: boxes interpolated between boxed slices, propagated past the ends; fusio
 
 Boxes: the label's tight box + 2 px, and each simulated profile of the embedded default (its jitter,
 scale bias, misses and wrong classes; every n-th slice instead of a random fraction). One annotator,
-so the stacked labels are its masks. Seconds: what each completion adds per case (LiteMedSAM's
-embeddings are cached, as in the workflow; encoding is not counted).
+so the stacked labels are its masks. Seconds: what each completion adds per case (LiteMedSAM as the
+workflow runs it on a CPU: embeddings cached, encoding not counted; boxes decoded through OpenVINO
+on one thread, as a fuse job).
 
-    python bench/sparse_boxes.py [--strides 1 2 3 5] [--threads 2] [--boxes tight careful hasty unreliable]
+    python bench/sparse_boxes.py [--strides 1 2 3 5] [--threads 1] [--boxes tight careful hasty unreliable]
     python bench/sparse_boxes.py --demo          # also the demo's Table 1 (gt, crowd, sparse) at strides 1 and 3
 """
 
@@ -25,23 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import REPO, SCAN, every_slice_profiles, export_real_ct, snakemake_command
+from _common import REPO, SCAN, every_slice_profiles, export_real_ct, litemedsam_on_cpu, snakemake_command
 
-from samcrowd import campaign, crowd, export, filling, fusion, io, masks, segmenters
-from samcrowd.config import check_config, load_yaml
+from samcrowd import campaign, crowd, export, filling, fusion, io, masks
+from samcrowd.config import load_yaml
 from samcrowd.metrics import dice
 
 METHODS = ("none", "distance", "segmenter")
-
-
-def litemedsam(folder: Path, threads: int) -> segmenters.Segmenter:
-    """LiteMedSAM as the workflow builds it on a CPU (image encoder converted for OpenVINO)."""
-    base = check_config({})["segmenter"]
-    seg = segmenters.make_segmenter({**base, "kind": "litemedsam"}, segmenters.check_checkpoint("", "", "litemedsam"))
-    seg.export_encoder(folder / "encoder.xml", folder / "encoder.bin")
-    seg.encoder_ir = (str(folder / "encoder.xml"), str(folder / "encoder.bin"))
-    seg.prepare(threads)
-    return seg
 
 
 def one_source(name, profile, stride, label, manifest, geometry, organs, seg, embeddings, pngs, affine):
@@ -98,7 +89,7 @@ def bench_scan(strides: list[int], threads: int, only: list[str] | None = None) 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        seg = litemedsam(tmp, threads)
+        seg = litemedsam_on_cpu(tmp, threads)
         manifest, geometry = export_real_ct(tmp)
         label, affine = io.load_volume(SCAN / "example_seg.nii.gz", np.uint8)
         truth = {o: label == v for o, v in organs.items()}
@@ -158,7 +149,7 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strides", type=int, nargs="+", default=[1, 2, 3, 5])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="the decoder's threads (a fuse job has 1)")
     parser.add_argument("--demo", action="store_true", help="also run the demo at strides 1 and 3 (about 25 minutes)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--boxes", nargs="+", help="only these box sources (tight, careful, hasty, unreliable)")

@@ -122,9 +122,18 @@ def per_case(minutes):
 SEGMENTER = segmenters.SEGMENTERS[config["segmenter"]["kind"]]
 USES_EMBEDDING = SEGMENTER.needs_embedding
 SAM_GPU = 1 if USES_EMBEDDING and config["segmenter"]["device"] != "cpu" else 0
-#: LiteMedSAM's image encoder converted once for OpenVINO (unless the config asks for plain torch).
-USES_ENCODER_IR = SEGMENTER.converts_encoder and config["segmenter"]["runtime"] != "torch"
-ENCODER_IR = {"xml": "results/segmenter/litemedsam_encoder.xml", "bin": "results/segmenter/litemedsam_encoder.bin"}
+#: LiteMedSAM's image encoder and box decoder converted once for OpenVINO (unless the config asks for
+#: plain torch): {part: [model .xml, weights .bin]}.
+USES_OPENVINO = SEGMENTER.converts_for_openvino and config["segmenter"]["runtime"] != "torch"
+OPENVINO_IR = {
+    part: [f"results/segmenter/litemedsam_{part}.xml", f"results/segmenter/litemedsam_{part}.bin"]
+    for part in ("encoder", "decoder")
+}
+
+
+def openvino_ir(part):
+    """{'encoder_ir' or 'decoder_ir': its two files} as a job's input, when the workflow converts them."""
+    return {f"{part}_ir": OPENVINO_IR[part]} if USES_OPENVINO else {}
 
 
 CHECKPOINT = STUDY.checkpoint
@@ -145,15 +154,17 @@ def batch_slices(batch):
 
 
 def embed_inputs(wildcards):
-    files = {**batch_slices(wildcards.batch), "segmenter": "results/segmenter.json", "checkpoint": CHECKPOINT}
-    if USES_ENCODER_IR:
-        files.update(encoder_xml=ENCODER_IR["xml"], encoder_bin=ENCODER_IR["bin"])
-    return files
+    return {
+        **batch_slices(wildcards.batch),
+        "segmenter": "results/segmenter.json",
+        "checkpoint": CHECKPOINT,
+        **openvino_ir("encoder"),
+    }
 
 
 def masks_inputs(wildcards):
     """The annotator's folder, the batch's slices and images; for SAM-family segmenters also the
-    batch's embeddings and the checkpoint."""
+    batch's embeddings, the checkpoint and (LiteMedSAM) the converted decoder."""
     files = {
         "folder": annotation_folder(wildcards.annotator),
         **batch_slices(wildcards.batch),
@@ -163,6 +174,7 @@ def masks_inputs(wildcards):
     if USES_EMBEDDING:
         files["embeddings"] = f"results/embeddings/{wildcards.batch}"
         files["checkpoint"] = CHECKPOINT
+        files.update(openvino_ir("decoder"))
     if CAMPAIGN:
         files["assignment"] = ASSIGNMENT
     return files
@@ -255,7 +267,8 @@ def fused_annotators(wildcards):
 
 def fuse_inputs(wildcards):
     """The case's masks of its annotators (and the quality table when flagged ones are dropped); for
-    filling by the segmenter its record, the case's slices and the batch's embeddings."""
+    filling by the segmenter its record, the case's slices, the batch's embeddings and (LiteMedSAM) the
+    converted decoder."""
     batch = BATCH_OF[wildcards.case]
     files = {
         "masks": [masks_folder(a, batch) for a in fused_annotators(wildcards)],
@@ -269,6 +282,7 @@ def fuse_inputs(wildcards):
         files.update(segmenter="results/segmenter.json", checkpoint=checkpoint_input())
         if USES_EMBEDDING:
             files["embeddings"] = f"results/embeddings/{batch}"
+            files.update(openvino_ir("decoder"))
     return files
 
 

@@ -23,18 +23,18 @@ rule segmenter:
         "../scripts/segmenter.py"
 
 
-if USES_ENCODER_IR:
+if USES_OPENVINO:
 
-    rule litemedsam_encoder:
-        """Convert LiteMedSAM's checked image encoder for OpenVINO once (the CPU fast path)."""
+    rule litemedsam_openvino:
+        """Convert LiteMedSAM's checked image encoder and box decoder for OpenVINO once (the CPU fast path)."""
         input:
             segmenter="results/segmenter.json",
             checkpoint=CHECKPOINT,
         output:
-            xml=ENCODER_IR["xml"],
-            bin=ENCODER_IR["bin"],
+            encoder=OPENVINO_IR["encoder"],
+            decoder=OPENVINO_IR["decoder"],
         log:
-            "results/logs/litemedsam_encoder.log",
+            "results/logs/litemedsam_openvino.log",
         conda:
             "../envs/samcrowd.yaml"
         threads: 1
@@ -42,7 +42,7 @@ if USES_ENCODER_IR:
             mem_mb=scaled(4000),
             runtime=scaled(15),
         script:
-            "../scripts/litemedsam_encoder.py"
+            "../scripts/litemedsam_openvino.py"
 
 
 if USES_EMBEDDING:

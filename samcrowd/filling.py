@@ -17,9 +17,10 @@ Crowds leave slices unboxed, above all at the ends of an organ. For each organ o
 Filled pixels never overwrite a fused label; where filled masks of two organs meet, the
 higher-scoring one wins. It works on the cached embeddings (no encoder pass) for the SAM
 family, and on the exported PNGs for every segmenter that takes boxes. Filling only decodes, a
-few hundred boxes per case: it runs on the job machine's GPU where it has one (a workstation)
-and on the CPU otherwise, so that on a cluster the fuse jobs stay CPU jobs packed into group
-jobs, while the encoder's GPU work was done once by `embed`.
+few hundred boxes per case: with LiteMedSAM it decodes through the box decoder converted for
+OpenVINO on the CPU (no torch in the job), else on the job machine's GPU where it has one and on
+the CPU otherwise, so that on a cluster the fuse jobs stay CPU jobs packed into group jobs,
+while the encoder's GPU work was done once by `embed`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from samcrowd.errors import SamcrowdError
 from samcrowd.export import load_manifest, read_png
 from samcrowd.geometry import SliceGeometry, mask_bbox
 from samcrowd.jobs import progress
-from samcrowd.masks import Embeddings, compose, embedding_files, segmenter_from_record
+from samcrowd.masks import Embeddings, compose, embedding_files, runtime, segmenter_from_record
 from samcrowd.segmenters import Segmenter
 
 log = logging.getLogger(__name__)
@@ -204,23 +205,29 @@ def complete_case(
     fill_settings: dict[str, Any],
     segmenter_record: str | Path | None,
     embeddings: str | Path | None = None,
+    decoder_ir: tuple[str, str] | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The workflow's `fuse` job: fuse the annotators (`samcrowd.fusion.fuse_case`) and complete the
     labels; with `completion: segmenter`, by the segmenter the `segmenter` job recorded, loaded once
-    (on the machine's GPU if any, else its CPU), on the batch's cached `embeddings` (SAM family) and the case's exported slices."""
+    (through LiteMedSAM's converted `decoder_ir` on the CPU where the workflow made one, else on the
+    machine's GPU if any, else its CPU), on the batch's cached `embeddings` (SAM family) and the
+    case's exported slices."""
     filler = None
     if completion == "segmenter":
         if segmenter_record is None:
             raise SamcrowdError("fusion.completion segmenter needs the segmenter's record (results/segmenter.json)")
-        segmenter = segmenter_from_record(path=segmenter_record, any_device=True)  # GPU if the job has one
+        segmenter = segmenter_from_record(path=segmenter_record, any_device=True, decoder_ir=decoder_ir)
         segmenter.prepare(threads, encode=False)
         manifest, geometry = load_manifest(manifest_path)
-        cached = None
+        cached, decoder = None, segmenter.kind
         if segmenter.needs_embedding:
             if embeddings is None:
                 raise SamcrowdError(f"segmenter.kind {segmenter.kind} fills from cached embeddings; none were given")
-            cached = Embeddings(*embedding_files(embeddings, case), segmenter)
+            # checked against the segmenter as the embed job made them (filling may decode elsewhere, in fp32)
+            embedded_by = segmenter_from_record(path=segmenter_record, any_device=False)
+            cached = Embeddings(*embedding_files(embeddings, case), embedded_by)
+            decoder = f"{segmenter.kind} ({runtime(segmenter, 'decoder')})"
         pngs = {int(r["slice"]): Path(slices_dir) / r["png"] for r in manifest["slices"]}
 
         def slice_data(k: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -243,7 +250,7 @@ def complete_case(
             log.info(
                 "%s: filled by %s in %.1f s: %d boxes asked, %d organ slices between boxed slices, %d beyond",
                 case,
-                segmenter.kind,
+                decoder,
                 time.perf_counter() - start,
                 found.queries,
                 sum(h == BETWEEN for h in found.how.values()),

@@ -99,7 +99,7 @@ def embed_case(
         "shape": shape,
         "dtype": "float16",
         "encoder_passes": len(records),
-        "runtime": encoder_runtime(segmenter),
+        "runtime": runtime(segmenter, "encoder"),
     }
     io.write_json(out_record, record)
     log.info(
@@ -142,11 +142,12 @@ def embed_batch(
     return records
 
 
-def encoder_runtime(segmenter: Segmenter) -> str:
-    """What ran the image encoder, with its version and device (for the embeddings' record)."""
+def runtime(segmenter: Segmenter, part: str) -> str:
+    """What runs a SAM-family segmenter's `part` ('encoder' or 'decoder') here, with its version and
+    device (the embeddings' record, the masks and fuse job logs)."""
     from samcrowd.provenance import package_version
 
-    if segmenter.encoder_runtime() == "openvino":
+    if (segmenter.encoder_runtime() if part == "encoder" else segmenter.decoder_runtime()) == "openvino":
         return f"openvino {package_version('openvino')} cpu"
     return f"torch {package_version('torch')} {segmenter.torch_device.type}"
 
@@ -203,7 +204,7 @@ def mask_case(
     threads: int | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Decode one annotator's boxes on one case into a label volume and a coverage table."""
-    segmenter.prepare(threads)
+    segmenter.prepare(threads, encode=embeddings is None)
     manifest, geometry = load_manifest(manifest_path)
     shape, affine = io.read_header(image_path)
     if list(shape) != manifest["shape"]:
@@ -282,7 +283,9 @@ def mask_batch(
         from samcrowd.campaign import assigned_slices, read_assignment
 
         assigned = assigned_slices(read_assignment(assignment), annotator)
-    segmenter.prepare(threads)
+    segmenter.prepare(threads, encode=embeddings is None)
+    if embeddings is not None:
+        log.info("boxes decoded by %s", runtime(segmenter, "decoder"))
     Path(out_folder).mkdir(parents=True, exist_ok=True)
     for i, (case, manifest, slices_dir, image) in enumerate(zip(cases, manifests, slices, images, strict=True)):
         log.info("batch case %d/%d: %s", i + 1, len(cases), case)
@@ -334,35 +337,49 @@ def write_segmenter_record(*, settings: dict[str, Any], out: str | Path) -> dict
 
 
 def segmenter_from_record(
-    *, path: str | Path, any_device: bool, encoder_ir: tuple[str, str] | None = None
+    *,
+    path: str | Path,
+    any_device: bool,
+    encoder_ir: tuple[str, str] | None = None,
+    decoder_ir: tuple[str, str] | None = None,
 ) -> Segmenter:
     """The segmenter a `segmenter` job recorded (the checkpoint hash is not recomputed), with
-    LiteMedSAM's converted encoder when the workflow made one. `any_device`: on the job machine's
-    GPU if it has one, else on its CPU in fp32, whatever `segmenter.device` says (filling only
-    decodes, and runs in CPU group jobs on a cluster)."""
+    LiteMedSAM's encoder and decoder converted for OpenVINO when the workflow made them.
+
+    `any_device` (filling, which only decodes and runs in CPU group jobs on a cluster), whatever
+    `segmenter.device` says: through the converted decoder on the CPU where there is one (the
+    job never imports torch), else on the job machine's GPU if it has one, else on its CPU in fp32.
+    """
     from samcrowd import devices, segmenters
 
     record = io.read_json(path)
     settings = record["settings"]
-    if any_device:
+    if any_device and decoder_ir is not None and settings["runtime"] != "torch":
+        settings = {**settings, "device": "cpu", "precision": "fp32"}
+    elif any_device:
         on_gpu = devices.resolve_device("auto", "segmenter.device") == "cuda"
         settings = {**settings, "device": "auto", "precision": settings["precision"] if on_gpu else "fp32"}
-    return segmenters.make_segmenter(settings, record["checkpoint"], encoder_ir)
+    return segmenters.make_segmenter(settings, record["checkpoint"], encoder_ir, decoder_ir)
 
 
-def export_encoder(*, segmenter_json: str | Path, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
-    """Load LiteMedSAM's checked weights and convert its image encoder for OpenVINO (once per workflow)."""
+def export_openvino(
+    *, segmenter_json: str | Path, encoder: tuple[str, str], decoder: tuple[str, str]
+) -> dict[str, dict[str, Any]]:
+    """The `litemedsam_openvino` job: load LiteMedSAM's checked weights once and convert its image
+    encoder and its box decoder for OpenVINO, each an (.xml, .bin) pair (once per workflow)."""
     segmenter = segmenter_from_record(path=segmenter_json, any_device=False)
     segmenter.prepare()
-    info = segmenter.export_encoder(out_xml, out_bin)
-    log.info(
-        "image encoder converted for %s %s: %s (%.1f MiB)",
-        info["runtime"],
-        info["version"],
-        out_xml,
-        Path(out_bin).stat().st_size / 2**20,
-    )
-    return info
+    infos = {"encoder": segmenter.export_encoder(*encoder), "decoder": segmenter.export_decoder(*decoder)}
+    for part, info in infos.items():
+        log.info(
+            "%s converted for %s %s: %s (%.1f MiB)",
+            part,
+            info["runtime"],
+            info["version"],
+            info["xml"],
+            Path(info["bin"]).stat().st_size / 2**20,
+        )
+    return infos
 
 
 def _versions(kind: str) -> dict[str, str]:

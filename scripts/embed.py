@@ -5,9 +5,10 @@ i, o, p = snakemake.input, snakemake.output, snakemake.params
 
 
 def main():
-    encoder_ir = (i.encoder_xml, i.encoder_bin) if "encoder_xml" in i.keys() else None
     masks.embed_batch(
-        segmenter=masks.segmenter_from_record(path=i.segmenter, any_device=False, encoder_ir=encoder_ir),
+        segmenter=masks.segmenter_from_record(
+            path=i.segmenter, any_device=False, encoder_ir=tuple(i.encoder_ir) if "encoder_ir" in i.keys() else None
+        ),
         cases=p.cases,
         manifests=list(i.manifests),
         slices=list(i.slices),

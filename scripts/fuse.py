@@ -26,6 +26,7 @@ def main():
         fill_settings=p.fill,
         segmenter_record=i.segmenter if "segmenter" in i.keys() else None,
         embeddings=i.embeddings if "embeddings" in i.keys() else None,
+        decoder_ir=tuple(i.decoder_ir) if "decoder_ir" in i.keys() else None,
         threads=snakemake.threads,
     )
 

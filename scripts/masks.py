@@ -5,7 +5,9 @@ i, o, p = snakemake.input, snakemake.output, snakemake.params
 jobs.run(
     snakemake,
     lambda: masks.mask_batch(
-        segmenter=masks.segmenter_from_record(path=i.segmenter, any_device=False),
+        segmenter=masks.segmenter_from_record(
+            path=i.segmenter, any_device=False, decoder_ir=tuple(i.decoder_ir) if "decoder_ir" in i.keys() else None
+        ),
         annotator=snakemake.wildcards.annotator,
         folder=i.folder,
         cases=p.cases,

@@ -31,12 +31,13 @@ def test_real_ct_segmenter_benchmark_prints_every_method_and_profile():
     out = bench("segmenters_real.py", "--every", "8")
     for line in ("tight         litemedsam", "tight + 2 px  random_walker", "unreliable    box"):
         assert line in out, out
-    assert "litemedsam image encoder: openvino" in out
+    assert "litemedsam image encoder: openvino, box decoder: openvino" in out
 
 
 def test_cpu_speed_benchmark_reports_the_ratio_and_the_mask_agreement():
     out = bench("litemedsam_cpu.py", "--every", "10", "--rounds", "1")
     assert "throughput ratio openvino / torch:" in out and "mask agreement, Dice per box" in out
+    assert "decoder throughput ratio openvino / torch:" in out and "decoder agreement:" in out
 
 
 def test_gold_quality_benchmark_scores_every_profile_against_the_expert():

@@ -196,7 +196,16 @@ def test_the_functions_jobs_call_take_every_setting_without_a_default_of_their_o
     import importlib
     import inspect
 
-    optional = {"class_overrides", "known_cases", "threads", "embeddings", "encoder_ir", "processes", "out_html"}
+    optional = {
+        "class_overrides",
+        "known_cases",
+        "threads",
+        "embeddings",
+        "encoder_ir",
+        "decoder_ir",
+        "processes",
+        "out_html",
+    }
     # inputs and outputs that only some configurations have (a campaign plan, a zip), never a setting
     optional |= {"assignment", "assigned", "labels", "zip_path", "out_table", "out_coverage"}
     called = {}

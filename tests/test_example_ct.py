@@ -73,7 +73,7 @@ def test_mask_volumes_keep_the_scans_exact_geometry_and_other_structures_are_bac
     assert "are no study organ, mapped to background" in log
 
 
-def test_litemedsam_encoded_every_exported_slice_once_through_openvino(runs):
+def test_litemedsam_encoded_every_exported_slice_once_and_decoded_every_box_through_openvino(runs):
     work = runs["litemedsam"]
     record = json.loads((work / "results/embeddings/batch0001/totalseg_example.json").read_text())
     assert record["encoder_passes"] == 30 and record["shape"] == [30, 256, 64, 64]
@@ -81,6 +81,9 @@ def test_litemedsam_encoded_every_exported_slice_once_through_openvino(runs):
     segmenter = json.loads((work / "results/segmenter.json").read_text())
     assert segmenter["checkpoint"]["known"] == "lite_medsam.pth"
     assert (work / "results/segmenter/litemedsam_encoder.bin").stat().st_size > 20_000_000  # fp32 weights
+    assert (work / "results/segmenter/litemedsam_decoder.bin").stat().st_size > 15_000_000
+    masks_log = next((work / "results/logs/masks").glob("*/batch0001.log")).read_text()
+    assert "boxes decoded by openvino " in masks_log
     provenance = pd.read_csv(work / "results/tables/provenance.tsv", sep="\t").set_index("key").value
     assert provenance["segmenter.kind"] == "litemedsam" and provenance["segmenter.runtime"] == "auto"
     assert provenance["segmenter.checkpoint_official"] == "lite_medsam.pth"

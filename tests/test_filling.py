@@ -5,6 +5,7 @@ slice boxed comes close to every slice boxed, and propagation stops where the or
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -355,12 +356,20 @@ def test_the_fuse_job_fills_on_the_cached_embeddings_on_the_scans_exact_grid_and
     assert liver.loc[1, "filled"] == "between" and liver.loc[29, "filled"] == "beyond"  # last boxed: 27
 
 
+def as_literal(value):
+    """Keyword arguments with paths as strings, to be written into a job's code."""
+    if isinstance(value, dict):
+        return {k: as_literal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(as_literal(v) for v in value)
+    return str(value) if hasattr(value, "__fspath__") else value
+
+
 def test_a_kill_during_filling_leaves_nothing_written(scan, tmp_path):
     sparse, seen = boxed_every(scan, 3)
     annotation = write_annotation(scan, "ann", sparse, seen, tmp_path)
     out = tmp_path / "out"
-    kwargs = {k: str(v) if hasattr(v, "__fspath__") else v for k, v in complete_kwargs(scan, out, annotation).items()}
-    kwargs["masks"] = {a: [str(p) for p in paths] for a, paths in annotation.items()}
+    kwargs = as_literal(complete_kwargs(scan, out, annotation))
     log = tmp_path / "fill.log"
     code = (
         "import logging, sys\n"
@@ -379,6 +388,59 @@ def test_a_kill_during_filling_leaves_nothing_written(scan, tmp_path):
     assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
     filling.complete_case(**complete_kwargs(scan, out, annotation))  # the rerun
     assert sorted(p.name for p in out.iterdir()) == ["crowd.nii.gz", "fusion.tsv", "sparse.nii.gz", "stacked.nii.gz"]
+
+
+def test_filling_through_the_converted_decoder_fills_as_torch_does_and_never_imports_torch(scan, tmp_path):
+    folder = tmp_path / "openvino"
+    scan["segmenter"].export_decoder(folder / "d.xml", folder / "d.bin")  # as the litemedsam_openvino job does
+    recorded = io.read_json(scan["tmp"] / "segmenter.json")
+    io.write_json(tmp_path / "segmenter.json", {**recorded, "settings": {**recorded["settings"], "runtime": "auto"}})
+    sparse, seen = boxed_every(scan, 3)
+    annotation = write_annotation(scan, "ann", sparse, seen, tmp_path)
+    out = tmp_path / "out"
+    kwargs = {
+        **complete_kwargs(scan, out, annotation),
+        "segmenter_record": tmp_path / "segmenter.json",
+        "decoder_ir": (folder / "d.xml", folder / "d.bin"),
+        "threads": 1,
+    }
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from samcrowd import filling\n"
+        f"filling.complete_case(**{as_literal(kwargs)!r})\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "torch imported: False"
+    assert "ct: filled by litemedsam (openvino " in run.stderr
+    crowd, _ = io.load_volume(out / "crowd.nii.gz", np.uint8)
+    by_torch, _ = fill_real(scan, sparse, seen)
+    agreement = [dice(crowd == v, by_torch == v) for v in range(1, len(ORGANS) + 1)]
+    print(f"\n[fill] openvino vs torch decoder, volume Dice per organ: {np.round(agreement, 4).tolist()}")
+    assert min(agreement) >= 0.999
+
+
+def test_filling_on_a_cpu_reads_the_embeddings_a_gpu_made_in_bf16(scan, tmp_path):
+    # a cluster: embed jobs on GPU nodes in bf16, fuse jobs in CPU group jobs, decoding in fp32
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU (the cluster's CPU group jobs)")
+    recorded = io.read_json(scan["tmp"] / "segmenter.json")
+    gpu_settings = {**recorded["settings"], "device": "cuda", "precision": "bf16"}
+    io.write_json(tmp_path / "segmenter.json", {**recorded, "settings": gpu_settings})
+    shutil.copytree(scan["tmp"] / "embeddings", tmp_path / "embeddings")
+    _, meta = masks.embedding_files(tmp_path / "embeddings", "ct")
+    key = masks.segmenter_from_record(path=tmp_path / "segmenter.json", any_device=False).embedding_key()
+    io.write_json(meta, {**io.read_json(meta), "key": key, "key_sha256": masks.key_digest(key)})  # as a GPU keys them
+    sparse, seen = boxed_every(scan, 3)
+    annotation = write_annotation(scan, "ann", sparse, seen, tmp_path)
+    kwargs = complete_kwargs(scan, tmp_path / "out", annotation)
+    kwargs.update(segmenter_record=tmp_path / "segmenter.json", embeddings=tmp_path / "embeddings")
+    _, crowd, _ = filling.complete_case(**kwargs)
+    assert np.array_equal(crowd, fill_real(scan, sparse, seen)[0])
 
 
 @pytest.mark.workflow

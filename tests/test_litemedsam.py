@@ -1,6 +1,6 @@
 """LiteMedSAM: the shipped weights verified and loaded weights-only, its own recipe, the cache and
-batching contracts of the SAM family, the OpenVINO encoder against the torch reference on a
-real CT, and every refusal before a slice is read."""
+batching contracts of the SAM family, the OpenVINO encoder and decoder against the torch reference
+on a real CT, and every refusal before a slice is read."""
 
 from __future__ import annotations
 
@@ -119,12 +119,30 @@ def test_litemedsam_segments_the_real_ct_well_from_tight_boxes(reference, real_s
 
 @pytest.fixture(scope="module")
 def openvino(reference, shipped, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("encoder")
-    info = reference.export_encoder(folder / "e.xml", folder / "e.bin")
-    assert info["runtime"] == "openvino" and not list(folder.glob(".tmp-*"))
-    seg = segmenters.make_segmenter(settings(runtime="auto"), shipped, (str(folder / "e.xml"), str(folder / "e.bin")))
+    """LiteMedSAM with its encoder and decoder converted for OpenVINO, as the litemedsam_openvino job does."""
+    folder = tmp_path_factory.mktemp("openvino")
+    infos = masks.export_openvino(
+        segmenter_json=write_record(folder / "segmenter.json", shipped),
+        encoder=(folder / "e.xml", folder / "e.bin"),
+        decoder=(folder / "d.xml", folder / "d.bin"),
+    )
+    assert {info["runtime"] for info in infos.values()} == {"openvino"} and not list(folder.glob(".tmp-*"))
+    seg = segmenters.make_segmenter(
+        settings(runtime="auto"),
+        shipped,
+        (str(folder / "e.xml"), str(folder / "e.bin")),
+        (folder / "d.xml", folder / "d.bin"),
+    )
     seg.prepare(2)
     return seg
+
+
+def write_record(path, shipped):
+    """A segmenter job's record of LiteMedSAM on the CPU."""
+    from samcrowd import io
+
+    io.write_json(path, {"settings": settings(runtime="auto"), "checkpoint": shipped})
+    return path
 
 
 def test_the_openvino_encoder_gives_the_torch_masks_on_the_real_ct(reference, openvino, real_slices):
@@ -139,10 +157,36 @@ def test_the_openvino_encoder_gives_the_torch_masks_on_the_real_ct(reference, op
     assert len(agreement) > 60 and min(agreement) >= 0.99
 
 
+def test_the_openvino_decoder_gives_the_torch_masks_and_scores_on_the_real_ct(reference, openvino, real_slices):
+    assert openvino.decoder_runtime() == "openvino" and reference.decoder_runtime() == "torch"
+    flipped, pixels, worst_score, boxes = 0, 0, 0.0, 0
+    for png, slice_boxes, _ in real_slices:
+        features = openvino.embed(png)  # the decoders are compared, on the same features
+        slow, slow_scores = reference.segment(png, slice_boxes, features)
+        fast, fast_scores = openvino.segment(png, slice_boxes, features)
+        assert fast.shape == slow.shape and fast.dtype == bool
+        flipped += int((fast != slow).sum())
+        pixels += slow.size
+        worst_score = max(worst_score, float(np.abs(fast_scores - slow_scores).max()))
+        boxes += len(slice_boxes)
+    print(
+        f"\n[openvino decoder] {boxes} boxes: {flipped} of {pixels} mask pixels differ, scores within {worst_score:.1e}"
+    )
+    assert boxes > 100 and flipped <= 1e-5 * pixels and worst_score < 1e-3
+
+
+def test_no_boxes_decode_to_no_masks(openvino, real_slices):
+    png = real_slices[0][0]
+    found, scores = openvino.segment(png, np.zeros((0, 4), dtype=np.int64), openvino.embed(png))
+    assert found.shape == (0, *png.shape) and scores.shape == (0,)
+
+
 def test_embeddings_record_the_runtime_but_are_keyed_without_it(reference, openvino):
     assert reference.embedding_key() == openvino.embedding_key()
-    assert masks.encoder_runtime(openvino).startswith("openvino ")
-    assert masks.encoder_runtime(reference).startswith("torch ")
+    assert masks.runtime(openvino, "encoder").startswith("openvino ")
+    assert masks.runtime(openvino, "decoder").startswith("openvino ")
+    assert masks.runtime(reference, "encoder").startswith("torch ")
+    assert masks.runtime(reference, "decoder").startswith("torch ")
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -221,11 +265,19 @@ def test_a_workflow_without_the_package_stops_before_any_job_with_one_line(tmp_p
 
 def test_impossible_runtime_settings_are_refused_before_any_work(shipped, monkeypatch):
     seg = segmenters.make_segmenter(settings(runtime="openvino"), shipped)
-    with pytest.raises(SamcrowdError, match="runtime openvino needs the encoder converted by the workflow"):
-        seg.prepare()
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    seg = segmenters.make_segmenter(settings(runtime="openvino", device="auto"), shipped, ("e.xml", "e.bin"))
     with pytest.raises(
-        SamcrowdError, match="runtime openvino encodes on the CPU, but segmenter.device resolves to cuda"
+        SamcrowdError, match="runtime openvino needs the encoder converted by the workflow's litemedsam_openvino job"
     ):
-        seg.encoder_runtime()
+        seg.prepare()
+    seg = segmenters.make_segmenter(settings(runtime="openvino"), shipped, ("e.xml", "e.bin"))
+    with pytest.raises(SamcrowdError, match="runtime openvino needs the decoder converted by the workflow"):
+        seg.prepare(encode=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seg = segmenters.make_segmenter(
+        settings(runtime="openvino", device="auto"), shipped, ("e.xml", "e.bin"), ("d.xml", "d.bin")
+    )
+    for part, runtime in (("encoder", seg.encoder_runtime), ("decoder", seg.decoder_runtime)):
+        with pytest.raises(
+            SamcrowdError, match=f"runtime openvino runs the {part} on the CPU, but segmenter.device resolves to cuda"
+        ):
+            runtime()

@@ -185,7 +185,7 @@ def test_the_weight_free_segmenter_clearly_beats_the_filled_box_on_the_phantom()
 
 def test_what_each_segmenter_needs_is_a_class_attribute_the_workflow_reads():
     capabilities = {
-        kind: (cls.needs_embedding, cls.needs_checkpoint, cls.ships_weights, cls.converts_encoder, cls.model_types)
+        kind: (cls.needs_embedding, cls.needs_checkpoint, cls.ships_weights, cls.converts_for_openvino, cls.model_types)
         for kind, cls in segmenters.SEGMENTERS.items()
     }
     assert capabilities == {

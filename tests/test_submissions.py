@@ -67,7 +67,7 @@ def test_the_demo_through_profiles_slurm_submits_batches_groups_and_gpu_jobs_one
         "export": "1",  # 14 check_case, 8 export_slices jobs and nnunet_test_images in one group job
         "simulate_crowd": "4",
         "segmenter": "1",
-        "litemedsam_encoder": "1",
+        "litemedsam_openvino": "1",
         "embed": "1",  # 8 cases in one batch
         "masks": "4",  # one per annotator and batch
         "quality": "1",

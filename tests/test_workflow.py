@@ -28,7 +28,7 @@ def test_dry_run_of_the_embedded_default_lists_the_rules(tmp_path):
         ("export_slices", 8),
         ("simulate_crowd", 4),
         ("segmenter", 1),
-        ("litemedsam_encoder", 1),
+        ("litemedsam_openvino", 1),  # encoder and decoder, converted once
         ("embed", 1),  # one batch of 8 cases (batch.cases 20)
         ("masks", 4),  # one per annotator and batch
         ("quality", 1),
