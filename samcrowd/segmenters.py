@@ -633,7 +633,7 @@ class LiteMedSamSegmenter(_TorchSegmenter):
         return self._runtime(self.decoder_ir, "decoder")
 
     def _runtime(self, ir: tuple[str, str] | None, part: str) -> str:
-        on_cuda = self.device != "cpu" and self.torch_device.type == "cuda"  # device cpu: no torch import
+        on_cuda = devices.resolve_device(self.device, "segmenter.device") == "cuda"  # no torch without a GPU driver
         if self.runtime == "openvino" and on_cuda:
             raise SamcrowdError(
                 f"segmenter.runtime openvino runs the {part} on the CPU, but segmenter.device resolves to "

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from samcrowd import litemedsam, masks, segmenters
+from samcrowd import devices, litemedsam, masks, segmenters
 from samcrowd.config import check_config, load_yaml
 from samcrowd.errors import SamcrowdError
 from samcrowd.export import window
@@ -272,6 +272,7 @@ def test_impossible_runtime_settings_are_refused_before_any_work(shipped, monkey
     seg = segmenters.make_segmenter(settings(runtime="openvino"), shipped, ("e.xml", "e.bin"))
     with pytest.raises(SamcrowdError, match="runtime openvino needs the decoder converted by the workflow"):
         seg.prepare(encode=False)
+    monkeypatch.setattr(devices, "gpu_driver_present", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     seg = segmenters.make_segmenter(
         settings(runtime="openvino", device="auto"), shipped, ("e.xml", "e.bin"), ("d.xml", "d.bin")

@@ -4,13 +4,15 @@ weight-free random walker against the filled box."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import sam_settings
 
-from samcrowd import segmenters
+from samcrowd import devices, segmenters
 from samcrowd.errors import SamcrowdError
 from samcrowd.export import window
 from samcrowd.geometry import SliceGeometry, mask_bbox
@@ -134,6 +136,7 @@ def test_checkpoints_are_never_unpickled_beyond_weights(tmp_path):
 
 
 def test_cuda_asked_for_but_absent_is_an_error_before_any_work(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(devices, "gpu_driver_present", lambda: True)  # a driver, but torch sees no GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SamcrowdError, match="segmenter.device is cuda but torch sees no CUDA device"):
         segmenters.resolve_device("cuda")
@@ -149,6 +152,20 @@ def test_cuda_asked_for_but_absent_is_an_error_before_any_work(tiny_checkpoint, 
     )
     with pytest.raises(SamcrowdError, match="segmenter.precision bf16 needs a CUDA device"):
         seg.prepare()
+
+
+def test_a_machine_without_a_gpu_driver_resolves_auto_to_the_cpu_without_importing_torch(monkeypatch, tmp_path):
+    monkeypatch.setattr(devices, "GPU_DRIVER_FILES", (str(tmp_path / "nvidiactl"),))
+    assert not devices.gpu_driver_present()
+    (tmp_path / "nvidiactl").touch()
+    assert devices.gpu_driver_present()
+    code = (
+        "import sys\nfrom samcrowd import devices\n"
+        "devices.GPU_DRIVER_FILES = ()\n"
+        "print(devices.resolve_device('auto', 'segmenter.device'), 'torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["cpu", "False"], run.stderr
 
 
 def test_box_segmenter_fills_the_box_and_prefers_smaller_boxes():
