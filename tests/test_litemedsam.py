@@ -175,6 +175,14 @@ def test_the_openvino_decoder_gives_the_torch_masks_and_scores_on_the_real_ct(re
     assert boxes > 100 and flipped <= 1e-5 * pixels and worst_score < 1e-3
 
 
+def test_openvino_runs_fp32_on_the_jobs_threads_and_never_pins_them_to_cores(openvino):
+    # pinned, every process starts at the first core: two one-thread jobs side by side share it
+    for compiled in (openvino._encoder, openvino._decoder):
+        assert compiled.get_property("ENABLE_CPU_PINNING") is False
+        assert compiled.get_property("INFERENCE_NUM_THREADS") == 2
+        assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+
+
 def test_no_boxes_decode_to_no_masks(openvino, real_slices):
     png = real_slices[0][0]
     found, scores = openvino.segment(png, np.zeros((0, 4), dtype=np.int64), openvino.embed(png))
