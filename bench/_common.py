@@ -43,10 +43,10 @@ def litemedsam_on_cpu(folder: Path, threads: int) -> segmenters.Segmenter:
     OpenVINO (the litemedsam_openvino job's work, into `folder`), compiled for `threads` threads."""
     base = check_config({})["segmenter"]
     seg = segmenters.make_segmenter({**base, "kind": "litemedsam"}, segmenters.check_checkpoint("", "", "litemedsam"))
-    seg.export_encoder(folder / "encoder.xml", folder / "encoder.bin")
-    seg.export_decoder(folder / "decoder.xml", folder / "decoder.bin")
     seg.encoder_ir = (str(folder / "encoder.xml"), str(folder / "encoder.bin"))
     seg.decoder_ir = (str(folder / "decoder.xml"), str(folder / "decoder.bin"))
+    seg.export_encoder(*seg.encoder_ir)
+    seg.export_decoder(*seg.decoder_ir)
     seg.prepare(threads)
     return seg
 

@@ -130,14 +130,7 @@ def export_encoder(model, out_xml: str | Path, out_bin: str | Path) -> dict[str,
     """
     import torch
 
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python control flow
-        import openvino as ov
-
-        converted = ov.convert_model(
-            model.image_encoder.eval(), example_input=torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-        )
-    return _save_ir(converted, out_xml, out_bin)
+    return _save_ir(model.image_encoder, (torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),), None, out_xml, out_bin)
 
 
 def export_decoder(model, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
@@ -166,20 +159,21 @@ def export_decoder(model, out_xml: str | Path, out_bin: str | Path) -> dict[str,
             )
 
     example = (torch.zeros(1, *EMBEDDING_SHAPE), torch.tensor([[8.0, 8.0, 64.0, 64.0]]))
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")
-        import openvino as ov
-
-        converted = ov.convert_model(BoxDecoder().eval(), example_input=example, input=[[1, *EMBEDDING_SHAPE], [1, 4]])
-    return _save_ir(converted, out_xml, out_bin)
+    return _save_ir(BoxDecoder(), example, [[1, *EMBEDDING_SHAPE], [1, 4]], out_xml, out_bin)
 
 
-def _save_ir(converted, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
+def _save_ir(module, example: tuple, shapes: list | None, out_xml: str | Path, out_bin: str | Path) -> dict[str, Any]:
+    """A torch module traced on `example` (input `shapes` fixed, when given) and saved as an IR pair with
+    fp32 weights, each file written under a temporary name and renamed when complete."""
     import openvino as ov
+    import torch
 
     from samcrowd import io
     from samcrowd.provenance import package_version
 
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python control flow
+        converted = ov.convert_model(module.eval(), example_input=example, input=shapes)
     with io.atomic_output(out_xml) as tmp_xml, io.atomic_output(out_bin) as tmp_bin:
         ov.save_model(converted, tmp_xml, compress_to_fp16=False)  # writes tmp_xml's .bin beside it
         tmp_xml.with_suffix(".bin").replace(tmp_bin)

@@ -121,18 +121,12 @@ def test_litemedsam_segments_the_real_ct_well_from_tight_boxes(reference, real_s
 def openvino(reference, shipped, tmp_path_factory):
     """LiteMedSAM with its encoder and decoder converted for OpenVINO, as the litemedsam_openvino job does."""
     folder = tmp_path_factory.mktemp("openvino")
+    encoder, decoder = (str(folder / "e.xml"), str(folder / "e.bin")), (str(folder / "d.xml"), str(folder / "d.bin"))
     infos = masks.export_openvino(
-        segmenter_json=write_record(folder / "segmenter.json", shipped),
-        encoder=(folder / "e.xml", folder / "e.bin"),
-        decoder=(folder / "d.xml", folder / "d.bin"),
+        segmenter_json=write_record(folder / "segmenter.json", shipped), encoder=encoder, decoder=decoder
     )
     assert {info["runtime"] for info in infos.values()} == {"openvino"} and not list(folder.glob(".tmp-*"))
-    seg = segmenters.make_segmenter(
-        settings(runtime="auto"),
-        shipped,
-        (str(folder / "e.xml"), str(folder / "e.bin")),
-        (folder / "d.xml", folder / "d.bin"),
-    )
+    seg = segmenters.make_segmenter(settings(runtime="auto"), shipped, encoder, decoder)
     seg.prepare(2)
     return seg
 
