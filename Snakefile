@@ -24,6 +24,10 @@ include: "rules/nnunet.smk"
 include: "rules/stats.smk"
 
 
+onstart:
+    refuse_requests_over_partition_limits()
+
+
 rule all:
     default_target: True
     input:

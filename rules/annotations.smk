@@ -18,7 +18,7 @@ if config["annotations"]["source"] == "simulate":
         threads: 1
         resources:
             mem_mb=scaled(2000),
-            runtime=scaled(10),
+            runtime=minutes(10),
         params:
             profile=lambda wildcards: crowd_profile(wildcards.annotator),
             organ_values=config["organs"],

@@ -19,7 +19,7 @@ rule campaign_plan:
     threads: 1
     resources:
         mem_mb=scaled(2000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         cases=ANNOTATED,
         labelled=EVALUATED,
@@ -51,7 +51,7 @@ rule campaign_instructions:
     threads: 1
     resources:
         mem_mb=scaled(2000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         cases=ANNOTATED,
         labelled=EVALUATED,
@@ -77,7 +77,7 @@ rule campaign_package:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         cases=ANNOTATED,
         organs=list(config["organs"]),
@@ -107,7 +107,7 @@ rule campaign_status:
     threads: 1
     resources:
         mem_mb=scaled(2000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         annotators=ANNOTATORS,
         cases=ANNOTATED,

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from samcrowd import nnunet as nnunet_lib
-from samcrowd import openlabeling, segmenters, study, submissions
+from samcrowd import cluster, openlabeling, segmenters, study, submissions
 from samcrowd.campaign import PLAN_KEYS
 from samcrowd.provenance import settings as provenance_settings
 from samcrowd.errors import SamcrowdError
@@ -24,6 +24,7 @@ wildcard_constraints:
     dataset=rf"Dataset\d{{3}}_samcrowd_({'|'.join(LABEL_SOURCES)})",
     source="|".join(LABEL_SOURCES),
     fold=r"\d+",
+    round=r"\d+",
     batch=r"batch\d+",
 
 
@@ -109,14 +110,25 @@ def crowd_profile(annotator):
 
 
 def scaled(base):
-    """A memory (MB) or runtime (min) request that grows with each retry: attempt n asks n x base,
-    so a cluster job killed for running out of either is resubmitted with more (profile `retries`)."""
+    """A memory request (MB) that grows with each retry: attempt n asks n x base, so a cluster job
+    killed for running out of it is resubmitted with more (profile `retries`)."""
     return lambda wildcards, attempt: int(base) * attempt
 
 
-def per_case(minutes):
-    """A batch job's runtime request (min): `minutes` per case of its batch, scaled with each retry."""
-    return lambda wildcards, attempt: int(minutes) * len(BATCHES[wildcards.batch]) * attempt
+#: The longest job the cluster allows (0: no limit): no runtime request goes above it.
+MAX_JOB_MINUTES = config["cluster"]["max_job_minutes"]
+
+
+def minutes(base):
+    """A runtime request (min): attempt n asks n x base, never above cluster.max_job_minutes."""
+    return lambda wildcards, attempt: cluster.request(base, attempt, MAX_JOB_MINUTES)
+
+
+def per_case(base):
+    """A batch job's runtime request (min): `base` per case of its batch, grown and capped as `minutes`."""
+    return lambda wildcards, attempt: cluster.request(
+        int(base) * len(BATCHES[wildcards.batch]), attempt, MAX_JOB_MINUTES
+    )
 
 
 SEGMENTER = segmenters.SEGMENTERS[config["segmenter"]["kind"]]
@@ -320,6 +332,54 @@ def nnunet_dataset_inputs(wildcards):
     else:  # crowd, stacked, sparse: the fuse job's output of that name
         labels = [f"results/labels/{source}/{c}.nii.gz" for c in TRAIN]
     return {"images": [CASES.loc[c, "image"] for c in TRAIN], "labels": labels}
+
+
+#: A fold's training in rounds that fit cluster.max_job_minutes (one round where there is no limit),
+#: each round asking its share of nnunet.train_resources.runtime.
+NNUNET_ROUNDS = cluster.rounds(config["nnunet"]["train_resources"]["runtime"], MAX_JOB_MINUTES)
+NNUNET_ROUND_MINUTES = cluster.round_minutes(config["nnunet"]["train_resources"]["runtime"], MAX_JOB_MINUTES)
+NNUNET_FOLD = f"{NNUNET['results']}/{{dataset}}/{NNUNET_TRAINER_FOLDER}/fold_{{fold}}"
+
+
+def nnunet_round_inputs(wildcards, round_number):
+    """The dataset's splits and, after round 1, the previous round's checkpoint."""
+    files = {"splits": f"{NNUNET['preprocessed']}/{wildcards.dataset}/splits_final.json"}
+    if round_number > 1:
+        folder = NNUNET_FOLD.format(dataset=wildcards.dataset, fold=wildcards.fold)
+        files["start"] = str(nnunet_lib.round_checkpoint(folder, round_number - 1))
+    return files
+
+
+#: The setting behind each rule's runtime request, named when a request is above its partition's limit.
+RUNTIME_KEYS = {
+    "nnunet_train": "config: key 'nnunet.train_resources.runtime'",
+    "nnunet_train_round": "config: key 'nnunet.train_resources.runtime'",
+}
+
+
+def refuse_requests_over_partition_limits():
+    """Before the first submission to SLURM: no job asks for more time than its partition allows (sinfo);
+    otherwise stop with one line naming the setting to change and the partition's limit."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.common_settings.local_exec:
+        return
+    partitions = cluster.partition_limits()
+    if partitions is None:  # no SLURM answering here: nothing to compare with
+        return
+    requests = [
+        cluster.Request(
+            job.rule.name,
+            int(job.resources.get("runtime", 0) or 0),
+            job.resources.get("slurm_partition") or None,
+            RUNTIME_KEYS.get(job.rule.name, f"set-resources {job.rule.name}:runtime"),
+            cluster.warning_seconds(job.resources.get("slurm_extra")),
+        )
+        for job in workflow.dag.needrun_jobs()
+        if not job.is_local
+    ]
+    line = cluster.over_limit(requests, partitions, MAX_JOB_MINUTES)
+    if line:
+        raise WorkflowError(f"samcrowd: refused before submitting any job: {line}")
 
 
 def nnunet_fold_checkpoints(wildcards):

@@ -16,7 +16,7 @@ if config["data"]["source"] == "phantom":
         threads: 1
         resources:
             mem_mb=scaled(2000),
-            runtime=scaled(30),
+            runtime=minutes(30),
         params:
             settings=config["phantom"],
         script:
@@ -36,6 +36,6 @@ rule check_case:
     threads: 1
     resources:
         mem_mb=scaled(500),
-        runtime=scaled(5),
+        runtime=minutes(5),
     script:
         "../scripts/check_case.py"

@@ -16,7 +16,7 @@ rule evaluate_case:
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         organ_values=config["organs"],
         annotators=ANNOTATORS,
@@ -61,7 +61,7 @@ rule evaluate:
     threads: 1
     resources:
         mem_mb=scaled(2000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         organs=list(config["organs"]),
         no_label=[c for c in ANNOTATED if c not in EVALUATED],

@@ -17,7 +17,7 @@ rule export_slices:
     threads: 1
     resources:
         mem_mb=scaled(2000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         level=config["export"]["window_level"],
         width=config["export"]["window_width"],

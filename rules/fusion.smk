@@ -18,7 +18,7 @@ rule quality:
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(60),
+        runtime=minutes(60),
     params:
         organs=list(config["organs"]),
         pairs=QUALITY_PAIRS,
@@ -52,7 +52,7 @@ rule fuse:
     threads: 1
     resources:
         mem_mb=scaled(8000 if FILLS_BY_SEGMENTER and USES_EMBEDDING else 4000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         organs=list(config["organs"]),
         annotators=fused_annotators,

@@ -1,5 +1,6 @@
-# nnU-Net: one raw dataset per label source (training cases only), plan and preprocess once,
-# one job per fold (GPU), an ensemble prediction of the test split, test Dice per source.
+# nnU-Net: one raw dataset per label source (training cases only), plan and preprocess once, one job
+# per fold (GPU; chained rounds where a fold trains longer than cluster.max_job_minutes), an ensemble
+# prediction of the test split, test Dice per source.
 
 
 rule nnunet_dataset:
@@ -15,7 +16,7 @@ rule nnunet_dataset:
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(30),
+        runtime=minutes(30),
     params:
         source=lambda wildcards: SOURCE_OF[wildcards.dataset],
         dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
@@ -40,7 +41,7 @@ rule nnunet_test_images:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         cases=TEST,
     script:
@@ -60,7 +61,7 @@ rule nnunet_preprocess:
     threads: config["nnunet"]["threads"]
     resources:
         mem_mb=scaled(16000),
-        runtime=scaled(240),
+        runtime=minutes(240),
     params:
         dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
         configuration=config["nnunet"]["configuration"],
@@ -71,12 +72,46 @@ rule nnunet_preprocess:
         "../scripts/nnunet_preprocess.py"
 
 
-rule nnunet_train:
-    """Train one fold (GPU job); a killed job resumes from checkpoint_latest.pth when rerun."""
+rule nnunet_train_round:
+    """A round before the last of a fold whose training is longer than cluster.max_job_minutes: continues
+    from the previous round's checkpoint, trains to its share of the epochs, writes its own checkpoint."""
     input:
-        f"{NNUNET['preprocessed']}/{{dataset}}/splits_final.json",
+        unpack(lambda wildcards: nnunet_round_inputs(wildcards, int(wildcards.round))),
     output:
-        f"{NNUNET['results']}/{{dataset}}/{NNUNET_TRAINER_FOLDER}/fold_{{fold}}/checkpoint_final.pth",
+        temp(str(nnunet_lib.round_checkpoint(NNUNET_FOLD, "{round}"))),
+    log:
+        "results/logs/nnunet_train/{dataset}/fold_{fold}.round_{round}.log",
+    benchmark:
+        "results/benchmarks/nnunet_train/{dataset}/fold_{fold}.round_{round}.tsv"
+    conda:
+        "../envs/samcrowd.yaml"
+    threads: config["nnunet"]["threads"]
+    resources:
+        gpu=NNUNET_GPU,
+        mem_mb=scaled(config["nnunet"]["train_resources"]["mem_mb"]),
+        runtime=minutes(NNUNET_ROUND_MINUTES),
+    params:
+        dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
+        source=lambda wildcards: SOURCE_OF[wildcards.dataset],
+        configuration=config["nnunet"]["configuration"],
+        trainer=config["nnunet"]["trainer"],
+        device=config["nnunet"]["device"],
+        deterministic=config["nnunet"]["deterministic"],
+        seed=config["nnunet"]["seed"],
+        paths=NNUNET,
+        round_number=lambda wildcards: int(wildcards.round),
+        rounds=NNUNET_ROUNDS,
+    script:
+        "../scripts/nnunet_train.py"
+
+
+rule nnunet_train:
+    """Train one fold (GPU job), or its last round where it trains in rounds: continues from the previous
+    round's checkpoint, or from checkpoint_latest.pth that a stopped attempt of the same training left."""
+    input:
+        unpack(lambda wildcards: nnunet_round_inputs(wildcards, NNUNET_ROUNDS)),
+    output:
+        f"{NNUNET_FOLD}/checkpoint_final.pth",
     log:
         "results/logs/nnunet_train/{dataset}/fold_{fold}.log",
     benchmark:
@@ -87,7 +122,7 @@ rule nnunet_train:
     resources:
         gpu=NNUNET_GPU,
         mem_mb=scaled(config["nnunet"]["train_resources"]["mem_mb"]),
-        runtime=scaled(config["nnunet"]["train_resources"]["runtime"]),
+        runtime=minutes(NNUNET_ROUND_MINUTES),
     params:
         dataset_id=lambda wildcards: NNUNET_IDS[SOURCE_OF[wildcards.dataset]],
         source=lambda wildcards: SOURCE_OF[wildcards.dataset],
@@ -97,6 +132,8 @@ rule nnunet_train:
         deterministic=config["nnunet"]["deterministic"],
         seed=config["nnunet"]["seed"],
         paths=NNUNET,
+        round_number=NNUNET_ROUNDS,
+        rounds=NNUNET_ROUNDS,
     script:
         "../scripts/nnunet_train.py"
 
@@ -117,7 +154,7 @@ rule nnunet_predict:
     resources:
         gpu=NNUNET_GPU,
         mem_mb=scaled(16000),
-        runtime=scaled(120),
+        runtime=minutes(120),
     params:
         cases=TEST,
         dataset_id=lambda wildcards: NNUNET_IDS[wildcards.source],
@@ -148,7 +185,7 @@ rule nnunet_evaluate:
     threads: 1
     resources:
         mem_mb=scaled(4000),
-        runtime=scaled(30),
+        runtime=minutes(30),
     params:
         sources=NNUNET_SOURCES,
         cases=TEST,

@@ -16,7 +16,7 @@ rule segmenter:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         settings=config["segmenter"],
     script:
@@ -40,7 +40,7 @@ if USES_OPENVINO:
         threads: 1
         resources:
             mem_mb=scaled(4000),
-            runtime=scaled(15),
+            runtime=minutes(15),
         script:
             "../scripts/litemedsam_openvino.py"
 

@@ -29,7 +29,7 @@ rule stats:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(10),
+        runtime=minutes(10),
     params:
         organs=list(config["organs"]),
         reference=config["stats"]["reference"],
@@ -56,7 +56,7 @@ rule provenance:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(5),
+        runtime=minutes(5),
     params:
         settings=provenance_settings(config),
     script:
@@ -81,7 +81,7 @@ rule figure_test_dice:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(5),
+        runtime=minutes(5),
     params:
         organs=list(config["organs"]),
         reference=config["stats"]["reference"],
@@ -108,7 +108,7 @@ rule figure_annotation_dice:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(5),
+        runtime=minutes(5),
     params:
         organs=list(config["organs"]),
         dpi=config["figures"]["dpi"],
@@ -133,7 +133,7 @@ rule figure_annotators:
     threads: 1
     resources:
         mem_mb=scaled(1000),
-        runtime=scaled(5),
+        runtime=minutes(5),
     params:
         threshold=config["quality"]["threshold"],
         dpi=config["figures"]["dpi"],
@@ -161,7 +161,7 @@ rule figure_overlay:
     threads: 1
     resources:
         mem_mb=scaled(2000),
-        runtime=scaled(5),
+        runtime=minutes(5),
     params:
         case=lambda wildcards: OVERLAY_CASE[wildcards.kind],
         names=lambda wildcards: list(overlay_layers(wildcards.kind)),

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import samcrowd
-from samcrowd import boxes, campaign, cases, config, io, openlabeling, stats, study, submissions
+from samcrowd import boxes, campaign, cases, config, io, nnunet, openlabeling, stats, study, submissions
 from samcrowd.errors import SamcrowdError
 
 
@@ -103,13 +103,36 @@ def _submissions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _campaign_study(args: argparse.Namespace) -> tuple[dict, study.Study]:
+def _project_study(args: argparse.Namespace) -> tuple[dict, study.Study]:
     """The project's config (config.yaml, then each --configfile, as the workflow reads them) and its plan."""
     files = args.configfile or []
     if Path("config.yaml").is_file() and "config.yaml" not in files:
         files = ["config.yaml", *files]
     settings = config.load_configs(files)
-    plan = study.plan(settings)
+    return settings, study.plan(settings)
+
+
+def _training_status(args: argparse.Namespace) -> int:
+    settings, plan = _project_study(args)
+    nnunet_settings = settings["nnunet"]
+    table = nnunet.training_status(
+        paths=plan.nnunet_paths,
+        dataset_ids=nnunet_settings["dataset_ids"],
+        sources=plan.nnunet_sources,
+        trainer=nnunet_settings["trainer"],
+        configuration=nnunet_settings["configuration"],
+        folds=nnunet_settings["folds"],
+    )
+    if table.empty:
+        print("no nnU-Net training in this study (nnunet.sources is empty, or its stage is off)")
+        return 0
+    print(table.to_string(index=False))
+    return 0
+
+
+def _campaign_study(args: argparse.Namespace) -> tuple[dict, study.Study]:
+    """The project's config and plan, which must plan a campaign."""
+    settings, plan = _project_study(args)
     if not plan.campaign:
         raise SamcrowdError("config: key 'campaign.plan': the campaign is not planned here (set campaign.plan: true)")
     return settings, plan
@@ -210,6 +233,15 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("dry_run", nargs="?", default="-", help="the dry run's output (default: standard input)")
     s.set_defaults(func=_submissions)
+
+    t = sub.add_parser(
+        "training-status",
+        help="how far each nnU-Net fold has trained: epochs done of total, saved epoch, round, state (docs/hpc.md)",
+    )
+    t.add_argument(
+        "--configfile", action="append", help="config on top of ./config.yaml, as given to snakemake (repeatable)"
+    )
+    t.set_defaults(func=_training_status)
 
     g = sub.add_parser("campaign", help="plan a crowd campaign and follow its returns (docs/campaign.md)")
     gs = g.add_subparsers(dest="campaign_command", required=True)

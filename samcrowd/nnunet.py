@@ -321,6 +321,16 @@ def training_record(
     }
 
 
+#: Written by each training job in the fold's folder: epochs done and saved, round, state (`training_status`).
+PROGRESS = "samcrowd_progress.json"
+
+
+def round_checkpoint(folder: str | Path, round_number: int | str) -> Path:
+    """Where round r (before the last) of a fold's training leaves its checkpoint (`round_number` may be a
+    wildcard, "{round}")."""
+    return Path(folder) / f"checkpoint_round_{round_number}.pth"
+
+
 def train(
     *,
     paths: dict[str, str],
@@ -333,9 +343,13 @@ def train(
     processes: int = 1,
     deterministic: bool,
     seed: int,
+    round_number: int,
+    n_rounds: int,
 ) -> Path:
-    """Train one fold; continue from checkpoint_latest.pth when a killed run of the same training
-    (`TRAINING_RECORD`) left one, start afresh when the checkpoints are an earlier training's.
+    """Train round `round_number` of `n_rounds` of one fold (`samcrowd.nnunet_rounds`, in a child process):
+    round 1 starts the training, later rounds continue from the previous round's checkpoint, and any round
+    continues from checkpoint_latest.pth where an interrupted attempt of the same training left one.
+    Returns the round's checkpoint (the last round's: checkpoint_final.pth).
 
     `deterministic`: augmentation in the training process (see `environment`) and torch on one thread
     (samcrowd's trainers), for repeatable models.
@@ -343,43 +357,109 @@ def train(
     """
     folder = fold_folder(paths, dataset_id, source, trainer, configuration, fold)
     final = folder / "checkpoint_final.pth"
-    record = training_record(paths, dataset_id, source, configuration, trainer, deterministic, seed)
-    args = [
-        program("nnUNetv2_train"),
-        str(dataset_id),
-        configuration,
-        str(fold),
-        "-tr",
-        trainer,
-        "-device",
-        resolve_device(device, "nnunet.device"),
-    ]
-    kept = []
+    last = round_number == n_rounds
+    out = final if last else round_checkpoint(folder, round_number)
+    start = round_checkpoint(folder, round_number - 1) if round_number > 1 else None
+    if start is not None and not start.is_file():
+        raise SamcrowdError(f"round {round_number} of {n_rounds} needs the previous round's checkpoint", start)
     for name in ("checkpoint_latest.pth", "checkpoint_best.pth"):
         checkpoint = folder / name
         if checkpoint.exists() and not intact(checkpoint):
             log.warning("%s is damaged (the job was killed while writing it?): removing it", checkpoint)
             checkpoint.unlink()
-        elif checkpoint.exists():
-            kept.append(checkpoint)
+    record = training_record(paths, dataset_id, source, configuration, trainer, deterministic, seed)
     recorded = folder / TRAINING_RECORD
     same = recorded.exists() and json.loads(recorded.read_text()) == json.loads(json.dumps(record))
-    if kept and not final.exists() and same:
-        log.info("found %s: continuing the interrupted training", kept[0])
-        args.append("--c")
-    elif folder.exists() and any(folder.iterdir()):
+    if round_number == 1 and not same and folder.exists() and any(folder.iterdir()):
         log.info("%s holds an earlier training (other labels, settings or seed): starting afresh", folder)
         shutil.rmtree(folder)
+    elif not same and round_number > 1:
+        raise SamcrowdError("the fold's earlier rounds trained with other labels, settings or seed", recorded)
+    if final.exists():
+        final.unlink()  # this job trains it anew (Snakemake reruns it): a stale one must not stay
     folder.mkdir(parents=True, exist_ok=True)
     io.write_json(recorded, record)
+    args = [
+        sys.executable,
+        "-m",
+        "samcrowd.nnunet_rounds",
+        "--dataset-id",
+        str(dataset_id),
+        "--configuration",
+        configuration,
+        "--fold",
+        str(fold),
+        "--trainer",
+        trainer,
+        "--device",
+        resolve_device(device, "nnunet.device"),
+        "--round",
+        str(round_number),
+        "--rounds",
+        str(n_rounds),
+        "--record",
+        str(recorded),
+        *(["--start", str(start)] if start else []),
+        *(["--out", str(out)] if not last else []),
+    ]
     env = environment(paths, processes, augmentation_workers=0 if deterministic else None)
     env[SEED_VARIABLE] = str(seed)
     if deterministic:  # multi-threaded CPU kernels round differently when the threads are descheduled
         env[THREADS_VARIABLE] = "1"
-    run(args, env, f"training {dataset_name(dataset_id, source)} fold {fold}")
-    if not final.exists():
-        raise SamcrowdError("nnU-Net finished without writing checkpoint_final.pth", folder)
-    return final
+    run(args, env, f"training {dataset_name(dataset_id, source)} fold {fold} (round {round_number}/{n_rounds})")
+    if not out.exists():
+        raise SamcrowdError(f"the training round finished without writing {out.name}", folder)
+    return out
+
+
+TRAINING_STATUS_COLUMNS = ["source", "fold", "epochs", "saved", "round", "state", "job", "updated"]
+
+
+def training_status(
+    *,
+    paths: dict[str, str],
+    dataset_ids: dict[str, int],
+    sources: list[str],
+    trainer: str,
+    configuration: str,
+    folds: int,
+) -> pd.DataFrame:
+    """How far each fold's training is, from the record its jobs keep (`PROGRESS`): epochs done of the
+    total, the newest epoch a checkpoint holds (what a stopped job continues from), round, state."""
+    rows = []
+    for source in sources:
+        for fold in range(folds):
+            folder = fold_folder(paths, dataset_ids[source], source, trainer, configuration, fold)
+            record = folder / PROGRESS
+            if record.is_file():
+                p = io.read_json(record)
+                rows.append(
+                    {
+                        "source": source,
+                        "fold": fold,
+                        "epochs": f"{p['epochs_done']}/{p['epochs']}",
+                        "saved": p["saved_epoch"],
+                        "round": f"{p['round']}/{p['rounds']}",
+                        "state": p["state"],
+                        "job": p["job"] or "-",
+                        "updated": p["updated"],
+                    }
+                )
+            else:
+                done = (folder / "checkpoint_final.pth").is_file()
+                rows.append(
+                    {
+                        "source": source,
+                        "fold": fold,
+                        "epochs": "-",
+                        "saved": "-",
+                        "round": "-",
+                        "state": "finished (no record)" if done else "not started",
+                        "job": "-",
+                        "updated": "-",
+                    }
+                )
+    return pd.DataFrame(rows, columns=TRAINING_STATUS_COLUMNS)
 
 
 def intact(checkpoint: Path) -> bool:

@@ -1,4 +1,4 @@
-# Snakemake entry point: train one fold (resumes an interrupted training).
+# Snakemake entry point: train one round of a fold (the whole fold where it trains in one round).
 from samcrowd import jobs, nnunet
 
 p = snakemake.params
@@ -15,5 +15,7 @@ jobs.run(
         processes=snakemake.threads,
         deterministic=p.deterministic,
         seed=p.seed,
+        round_number=p.round_number,
+        n_rounds=p.rounds,
     ),
 )

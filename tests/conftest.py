@@ -103,6 +103,24 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTEFACTS = Path(os.environ.get("SAMCROWD_TEST_ARTEFACTS", REPO / "test-artefacts"))
 
 
+@pytest.fixture(scope="module")
+def slurm():
+    """A running test SLURM (tests/slurm_cluster.py); its daemons are stopped by PID when the module
+    ends, pass or fail."""
+    from slurm_cluster import SlurmCluster, SlurmUnavailable
+
+    state = Path(os.environ.get("SAMCROWD_TEST_SLURM_STATE", "/tmp/samcrowd-test-slurm"))
+    shutil.rmtree(state, ignore_errors=True)
+    try:
+        cluster = SlurmCluster.start(state)
+    except SlurmUnavailable as e:
+        pytest.skip(f"no test SLURM: {e}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver)."""

@@ -9,6 +9,7 @@ slurmctld/slurmd as root) and writes /etc/slurm/{slurm,gres}.conf as symlinks, r
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -19,8 +20,32 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
 ETC = Path("/etc/slurm")
+
+
+#: profiles/slurm's job groups: group -> its rules
+GROUPS: dict[str, list[str]] = {}
+for _entry in yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["groups"]:
+    _rule, _group = _entry.split("=")
+    GROUPS.setdefault(_group, []).append(_rule)
+#: A partition whose jobs may run one minute at most, for tests of training in rounds.
+SHORT_PARTITION = "short"
+
+
+def rule_of(job: dict[str, str]) -> str:
+    """The rule or group of a job, from the comment the executor gave it: rule_<rule>[_wildcards_...]
+    for a single job, rule_<group>_<its rules, sorted, joined by _> for a group job."""
+    name = re.match(r"rule_(.+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
+    for group, rules in GROUPS.items():
+        members = sorted(rules)
+        names = {"_".join(c) for n in range(1, len(members) + 1) for c in itertools.combinations(members, n)}
+        if name.startswith(f"{group}_") and name[len(group) + 1 :] in names:
+            return group
+    return name
 
 
 class SlurmUnavailable(RuntimeError):
@@ -73,6 +98,7 @@ ReturnToService=2
 MinJobAge=3600
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
+PartitionName={SHORT_PARTITION} Nodes={host} MaxTime=1 State=UP
 """
 
 

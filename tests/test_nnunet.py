@@ -241,7 +241,6 @@ def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, mon
     (folder / "checkpoint_latest.pth").write_bytes(b"PK\x03\x04 half written")
     calls = []
     monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append(args))
-    monkeypatch.setattr(nnunet, "program", lambda name: name)
     with caplog.at_level(logging.WARNING), pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
         nnunet.train(
             paths=paths,
@@ -253,14 +252,16 @@ def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, mon
             device="cpu",
             deterministic=False,
             seed=0,
+            round_number=1,
+            n_rounds=1,
         )
     assert "is damaged (the job was killed while writing it?): removing it" in caplog.text
-    assert not (folder / "checkpoint_latest.pth").exists() and "--c" not in calls[0]
+    assert not (folder / "checkpoint_latest.pth").exists() and "--start" not in calls[0]
 
 
 def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypatch, caplog):
-    # a rerun after new annotators (new preprocessing) or with another seed must train afresh: nnU-Net's
-    # --c would otherwise pick up the old labels' checkpoint_best.pth and call the training done
+    # a rerun after new annotators (new preprocessing) or with another seed must train afresh: resuming
+    # would pick up the old labels' checkpoint and call the training done
     paths = paths_in(tmp_path)
     splits = tmp_path / "nnunet/preprocessed/Dataset501_samcrowd_gt/splits_final.json"
     splits.parent.mkdir(parents=True)
@@ -268,7 +269,6 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
     folder = nnunet.fold_folder(paths, 501, "gt", "nnUNetTrainer_x", "2d", 0)
     calls = []
     monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append((args, env)))
-    monkeypatch.setattr(nnunet, "program", lambda name: name)
 
     def leave_checkpoints():
         folder.mkdir(parents=True, exist_ok=True)
@@ -277,6 +277,8 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
                 archive.writestr("data.pkl", b"weights")
 
     def train(seed):
+        """A first round that stops (as if killed) and leaves checkpoints; whether it found them first."""
+        kept = (folder / "checkpoint_latest.pth").exists()
         with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
             nnunet.train(
                 paths=paths,
@@ -288,21 +290,41 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
                 device="cpu",
                 seed=seed,
                 deterministic=False,
+                round_number=1,
+                n_rounds=1,
             )
+        found = (folder / "checkpoint_latest.pth").exists()
+        assert found == kept or not found
         leave_checkpoints()  # as if killed after some epochs
-        return calls[-1]
+        return found, calls[-1][1]
 
-    args, env = train(seed=0)
-    assert "--c" not in args and env[nnunet.SEED_VARIABLE] == "0"
-    assert "--c" in train(seed=0)[0]  # the same training, killed: continues
+    found, env = train(seed=0)
+    assert not found and env[nnunet.SEED_VARIABLE] == "0"
+    assert train(seed=0)[0]  # the same training, killed: its checkpoints stay for the round to continue from
     with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
-        args, env = train(seed=1)  # another seed: afresh
-    assert "--c" not in args and env[nnunet.SEED_VARIABLE] == "1"
+        found, env = train(seed=1)  # another seed: afresh
+    assert not found and env[nnunet.SEED_VARIABLE] == "1"
     assert "holds an earlier training (other labels, settings or seed): starting afresh" in caplog.text
     os.utime(splits, ns=(1, 1))  # preprocessed again (new crowd labels): afresh
-    assert "--c" not in train(seed=1)[0]
+    assert not train(seed=1)[0]
     folder_files = sorted(p.name for p in folder.iterdir())
     assert folder_files == ["checkpoint_best.pth", "checkpoint_latest.pth", nnunet.TRAINING_RECORD]
+    # a later round of another training is refused, never trained on top of the wrong checkpoint
+    nnunet.round_checkpoint(folder, 1).write_bytes(b"")
+    with pytest.raises(SamcrowdError, match="earlier rounds trained with other labels, settings or seed"):
+        nnunet.train(
+            paths=paths,
+            dataset_id=501,
+            source="gt",
+            configuration="2d",
+            fold=0,
+            trainer="nnUNetTrainer_x",
+            device="cpu",
+            seed=2,
+            deterministic=False,
+            round_number=2,
+            n_rounds=3,
+        )
 
 
 def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_path, monkeypatch):
@@ -310,7 +332,6 @@ def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_
     # differently from run to run, so nnunet.deterministic trains on one
     calls = []
     monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append(env))
-    monkeypatch.setattr(nnunet, "program", lambda name: name)
     for deterministic in (False, True):
         with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
             nnunet.train(
@@ -324,6 +345,8 @@ def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_
                 processes=4,
                 deterministic=deterministic,
                 seed=0,
+                round_number=1,
+                n_rounds=1,
             )
     assert [env[nnunet.THREADS_VARIABLE] for env in calls] == ["4", "1"]
     assert [env["nnUNet_n_proc_DA"] for env in calls] == ["3", "0"]
@@ -363,12 +386,15 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
         device="cpu",
         deterministic=False,
         seed=0,
+        round_number=1,
+        n_rounds=1,
     )
     train(fold=0)
     folder = nnunet.fold_folder(paths, 501, "gt", trainer, "3d_fullres", 1)
     code = (
         f"from samcrowd import nnunet; nnunet.train(paths={paths!r}, dataset_id=501, source='gt', "
-        f"configuration='3d_fullres', fold=1, trainer={trainer!r}, device='cpu', deterministic=False, seed=0)"
+        f"configuration='3d_fullres', fold=1, trainer={trainer!r}, device='cpu', deterministic=False, seed=0, "
+        "round_number=1, n_rounds=1)"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -381,7 +407,7 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
     with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
         train(fold=1)
-    assert "continuing the interrupted training" in caplog.text
+    assert re.search(r"round 1/1 continues from epoch [1-5] of 6 \(checkpoint_latest.pth", caplog.text)
     epochs = [int(m) for m in re.findall(r"nnU-Net: [\d\-: .]*Epoch (\d+)$", caplog.text, re.M)]
     assert epochs and epochs[0] > 0 and epochs[-1] == 5  # picked up where it stopped, ran to the end
     assert (folder / "checkpoint_final.pth").exists()
@@ -413,3 +439,57 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     assert len(table) == 10 and set(table.organ) == set(ORGANS)
     assert table.dice.dropna().between(0, 1).all()
     assert time.perf_counter() - start < 180
+
+
+def test_training_status_says_how_far_each_fold_is_from_its_jobs_record(tmp_path):
+    paths = paths_in(tmp_path)
+    folder = functools.partial(nnunet.fold_folder, paths, 501, "gt", "nnUNetTrainer", "3d_fullres")
+    folder(0).mkdir(parents=True)
+    io.write_json(
+        folder(0) / nnunet.PROGRESS,
+        {
+            "epochs": 1000,
+            "epochs_done": 412,
+            "saved_epoch": 400,
+            "round": 1,
+            "rounds": 2,
+            "target": 500,
+            "state": "training",
+            "job": "81234",
+            "updated": "2026-12-07T10:00:00+0000",
+        },
+    )
+    folder(1).mkdir(parents=True)
+    (folder(1) / "checkpoint_final.pth").write_bytes(b"")  # trained before samcrowd kept a record
+    table = nnunet.training_status(
+        paths=paths,
+        dataset_ids={"gt": 501},
+        sources=["gt"],
+        trainer="nnUNetTrainer",
+        configuration="3d_fullres",
+        folds=3,
+    )
+    assert table.to_dict("records") == [
+        {
+            "source": "gt",
+            "fold": 0,
+            "epochs": "412/1000",
+            "saved": 400,
+            "round": "1/2",
+            "state": "training",
+            "job": "81234",
+            "updated": "2026-12-07T10:00:00+0000",
+        },
+        {
+            "source": "gt",
+            "fold": 1,
+            **dict.fromkeys(["epochs", "saved", "round", "job", "updated"], "-"),
+            "state": "finished (no record)",
+        },
+        {
+            "source": "gt",
+            "fold": 2,
+            **dict.fromkeys(["epochs", "saved", "round", "job", "updated"], "-"),
+            "state": "not started",
+        },
+    ]

@@ -10,7 +10,6 @@ setting, plans only what depends on it.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
@@ -19,20 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from conftest import REPO, snakemake, write_config
-from slurm_cluster import SlurmCluster, SlurmUnavailable
+from slurm_cluster import GROUPS, rule_of
 
 from samcrowd import submissions
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
 GPU_RULES = {"embed", "masks", "nnunet_train", "nnunet_predict"}
-#: profiles/slurm's job groups: group -> its rules
-GROUPS: dict[str, list[str]] = {}
-for _entry in yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["groups"]:
-    _rule, _group = _entry.split("=")
-    GROUPS.setdefault(_group, []).append(_rule)
 #: sbatch jobs of this study before batches, groups and localrules (one per job): at most a third now
 SUBMISSIONS_BEFORE = 52
 FIRST_ANNOTATORS = ["ann01", "ann02"]
@@ -56,21 +49,6 @@ nnunet:
   deterministic: true
   train_resources: {{mem_mb: 4000, runtime: 30}}
 """
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    """A running test SLURM; its daemons are stopped by PID when the module ends, pass or fail."""
-    state = Path(os.environ.get("SAMCROWD_TEST_SLURM_STATE", "/tmp/samcrowd-test-slurm"))
-    shutil.rmtree(state, ignore_errors=True)
-    try:
-        cluster = SlurmCluster.start(state)
-    except SlurmUnavailable as e:
-        pytest.skip(f"no test SLURM: {e}")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +87,6 @@ def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory):
     (work / "snakemake.log").write_text(log)
     assert run.returncode == 0, log[-5000:]
     return work, cfg, log
-
-
-def rule_of(job: dict[str, str]) -> str:
-    """The rule or group of a job, from the comment the executor gave it: rule_<rule>[_wildcards_...]
-    for a single job, rule_<group>_<its rules, sorted, joined by _> for a group job."""
-    name = re.match(r"rule_(.+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
-    for group, rules in GROUPS.items():
-        members = sorted(rules)
-        names = {"_".join(c) for n in range(1, len(members) + 1) for c in itertools.combinations(members, n)}
-        if name.startswith(f"{group}_") and name[len(group) + 1 :] in names:
-            return group
-    return name
 
 
 def test_the_study_runs_through_slurm_and_only_gpu_rules_get_a_gpu(slurm, slurm_study, capsys):

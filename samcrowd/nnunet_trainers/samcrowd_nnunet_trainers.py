@@ -44,6 +44,7 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
     BATCH_SIZE = None  # None: the plans' batch size
     LEARNING_RATE = 1e-2
     FOREGROUND_SAMPLES = 1.0  # share of each batch drawn around a foreground class (nnU-Net: 0.33)
+    SAVE_EVERY = 1  # epochs between checkpoints (nnU-Net: 50)
     #: The study's organs are lateral (right and left kidney). Mirroring, or rotating a 2d slice by up
     #: to 180 degrees (nnU-Net's 2d default for square patches), shows a right kidney where a left one
     #: belongs; a short training then fails to tell them apart (the demo's crowd-label model reached a
@@ -70,7 +71,7 @@ class _SamcrowdShortTrainer(nnUNetTrainer):
         self.num_epochs = self.EPOCHS
         self.num_iterations_per_epoch = self.ITERATIONS
         self.num_val_iterations_per_epoch = self.VALIDATION_ITERATIONS
-        self.save_every = 1
+        self.save_every = self.SAVE_EVERY
         self.initial_lr = self.LEARNING_RATE
         self.oversample_foreground_percent = self.FOREGROUND_SAMPLES
 
