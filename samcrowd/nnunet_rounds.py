@@ -241,7 +241,7 @@ def train_round(
 
     def on_term(signum, frame):
         keeper.wake.set()
-        keeper.done.wait(timeout=60)
+        keeper.done.wait(timeout=25)  # within SLURM's default KillWait (30 s) before SIGKILL
         say(f"ended by signal {signum} in epoch {trainer.current_epoch}")
         progress("ended by SLURM or a user (signal)")
         os._exit(128 + signum)

@@ -207,6 +207,11 @@ def test_a_long_fold_trains_in_chained_rounds_within_the_limit_and_equals_an_uni
                 texts[2],
             )
             assert [j["from"] for j in chain] == [0, 2, STALL[1], 4]  # lost: part of epoch 3, less than one
+            report += [
+                f"fold {fold} job {chain[1]['JobId']}: {line.split(': ', 1)[1]}"
+                for line in killed.splitlines()
+                if "test: stalling" in line or "SLURM's time warning" in line
+            ]
         else:
             assert [j["from"] for j in chain] == [0, 2, 4] and all(j["JobState"] == "COMPLETED" for j in chain)
         report += [
