@@ -224,7 +224,7 @@ RESUMABLE = textwrap.dedent("""
     class nnUNetTrainer_resumeTest(nnUNetTrainer):
         def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
             super().__init__(plans, configuration, fold, dataset_json, device)
-            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 6, 2, 1
+            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 3, 2, 1
             self.save_every = 1
 """)
 
@@ -375,7 +375,7 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     assert stored == splits and len(splits) == 2
 
     # fold 0 straight through; fold 1 killed after its first checkpoint, then rerun: it continues
-    trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 6 short epochs, a checkpoint every epoch
+    trainer = "nnUNetTrainer_resumeTest"  # nnUNetTrainer, 3 short epochs, a checkpoint every epoch
     train = functools.partial(  # one training: fold 0 straight through, fold 1 resumed after a kill
         nnunet.train,
         paths=paths,
@@ -407,9 +407,9 @@ def test_a_tiny_dataset_trains_resumes_after_a_kill_predicts_and_evaluates(tmp_p
     assert (folder / "checkpoint_latest.pth").exists() and not (folder / "checkpoint_final.pth").exists()
     with caplog.at_level(logging.INFO, logger="samcrowd.nnunet"):
         train(fold=1)
-    assert re.search(r"round 1/1 continues from epoch [1-5] of 6 \(checkpoint_latest.pth", caplog.text)
+    assert re.search(r"round 1/1 continues from epoch [12] of 3 \(checkpoint_latest.pth", caplog.text)
     epochs = [int(m) for m in re.findall(r"nnU-Net: [\d\-: .]*Epoch (\d+)$", caplog.text, re.M)]
-    assert epochs and epochs[0] > 0 and epochs[-1] == 5  # picked up where it stopped, ran to the end
+    assert epochs and epochs[0] > 0 and epochs[-1] == 2  # picked up where it stopped, ran to the end
     assert (folder / "checkpoint_final.pth").exists()
 
     # the ensemble of both folds predicts the test cases; their Dice

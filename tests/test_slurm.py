@@ -6,6 +6,15 @@ on the submitting node. SLURM's own job records must show few submissions, all c
 GPU requested and granted for exactly the GPU rules, one each. The finished study is then the
 starting point of the incremental-rerun specifications: a new annotator folder, or a new plot
 setting, plans only what depends on it.
+
+Beside it, through the same SLURM, nnU-Net under a cluster's time limit: a fold whose training (3
+minutes) is longer than `cluster.max_job_minutes` (1) trains in 3 chained rounds on a partition
+whose jobs may run one minute. One job of fold 1 stalls in the middle of an
+epoch until SLURM kills it at its time limit: SLURM's warning signal, asked by the profile, has the
+trainer write the last epoch boundary first, so the retry continues from there and loses less than
+that epoch. Both folds end with the weights, and the model with the predictions, of an uninterrupted
+training with the same seed (bit for bit: the checkpoints carry the random states). A runtime cap
+above the partition's own limit is refused before anything is submitted.
 """
 
 from __future__ import annotations
@@ -13,15 +22,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, snakemake, write_config
-from slurm_cluster import GROUPS, rule_of
+from conftest import REPO, snakemake, snakemake_command, write_config
+from slurm_cluster import GROUPS, SHORT_PARTITION, rule_of
 
-from samcrowd import submissions
+from samcrowd import io, nnunet, submissions
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
@@ -63,8 +75,9 @@ def annotator_folders(tmp_path_factory, tiny_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory):
-    """The whole study run with `--profile profiles/slurm`; (folder, config, snakemake's log)."""
+def slurm_study(slurm, annotator_folders, tiny_checkpoint, tmp_path_factory, rounds_started):
+    """The whole study run with `--profile profiles/slurm`, beside the rounds scenario's run; (folder,
+    config, snakemake's log)."""
     work = tmp_path_factory.mktemp("slurm_study")
     for name in FIRST_ANNOTATORS:
         shutil.copytree(annotator_folders / name, work / "annotations" / name)
@@ -186,3 +199,287 @@ def test_a_new_plot_setting_reruns_only_figures(slurm_study, tmp_path):
     dpi = write_config(tmp_path / "dpi.yaml", "figures: {dpi: 90}\n")
     rules = {rule for rule, _ in planned(work, "--configfile", str(cfg), str(dpi))}
     assert rules and all(r.startswith("figure_") or r in ("provenance", "all") for r in rules), rules
+
+
+# ---- nnU-Net in rounds under a time limit -------------------------------------------------
+
+TRAINERS = REPO / "tests" / "trainers"
+TRAINER = "nnUNetTrainer_samcrowdRoundsTest"  # tests/trainers: samcrowd's tiny trainer, 6 epochs
+EPOCHS, ROUNDS, FOLDS = 6, 3, 2
+STALL = (1, 3)  # fold 1 stalls in epoch 3, the second of its round 2
+WARNING_S = 25  # SLURM's warning, seconds before the one-minute limit
+CONFIG = f"""
+phantom: {{n_train: 2, n_test: 1, shape: [48, 48, 16], orientations: [RAS, LPS, LAS]}}
+segmenter: {{kind: random_walker}}
+cluster: {{max_job_minutes: 1}}
+nnunet:
+  sources: [gt]
+  configuration: 3d_fullres
+  trainer: {TRAINER}
+  folds: {FOLDS}
+  device: cpu
+  threads: 1
+  deterministic: true
+  train_resources: {{mem_mb: 2000, runtime: 3}}
+"""
+TRAINING_RULES = ("nnunet_train_round", "nnunet_train")
+#: the training jobs on the one-minute partition, warned WARNING_S before their limit
+ON_SHORT = [f"{rule}:slurm_partition={SHORT_PARTITION}" for rule in TRAINING_RULES] + [
+    f"{rule}:slurm_extra='--signal=URG@{WARNING_S}'" for rule in TRAINING_RULES
+]
+FINAL = [
+    f"results/nnunet/results/Dataset501_samcrowd_gt/{TRAINER}__nnUNetPlans__3d_fullres/fold_{fold}/checkpoint_final.pth"
+    for fold in range(FOLDS)
+]
+
+
+def through_slurm_command(work: Path, cfg: Path, *args: str, more: Path | None = None) -> list[str]:
+    return snakemake_command(
+        work,
+        *args,
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--set-resources",
+        *ON_SHORT,
+        # the first status check after a submission: a round takes about 15 s here, and each later check of a
+        # round without news waits 10 s longer, so a check after 2 s would find it at 36 s
+        "--slurm-init-seconds-before-status-checks",
+        "17",
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg),
+        *([str(more)] if more else []),
+    )
+
+
+def through_slurm(work: Path, cfg: Path, *args: str, more: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "nnUNet_extTrainer": str(TRAINERS)}
+    return subprocess.run(
+        through_slurm_command(work, cfg, *args, more=more), cwd=work, env=env, capture_output=True, text=True
+    )
+
+
+def seconds(slurm_time: str) -> int:
+    parts = [int(p) for p in slurm_time.split(":")]
+    return sum(p * 60**i for i, p in enumerate(reversed(parts)))
+
+
+def predict(work: Path, model: str, paths: dict[str, str]) -> None:
+    """The test images predicted by the ensemble of a model's folds, into predictions_<model>."""
+    images = work / "results/nnunet/imagesTs"
+    cases = [p.name.removesuffix("_0000.nii.gz") for p in images.glob("*_0000.nii.gz")]
+    nnunet.predict(
+        images=images,
+        cases=[(c, str(work / f"results/data/images/{c}.nii.gz")) for c in cases],
+        out_dir=work / f"predictions_{model}",
+        paths=paths,
+        dataset_id=501,
+        configuration="3d_fullres",
+        trainer=TRAINER,
+        n_folds=FOLDS,
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="module")
+def rounds_started(slurm, annotator_folders, tmp_path_factory):
+    """The rounds scenario prepared locally, its dry run counted, and its run through SLURM started in the
+    background (the study's run goes on beside it): (work folder, config, dry run's submissions, process,
+    stall flag, start time). `annotator_folders` first: no local work competes with the SLURM jobs."""
+    work = tmp_path_factory.mktemp("rounds")
+    cfg = write_config(work / "rounds.yaml", CONFIG)
+    stall = work / "stall"
+    stall.mkdir()
+    env = {**os.environ, "nnUNet_extTrainer": str(TRAINERS), "SAMCROWD_TEST_STALL": str(stall)}
+    splits = "results/nnunet/preprocessed/Dataset501_samcrowd_gt/splits_final.json"
+    prep = subprocess.run(
+        snakemake_command(work, splits, "results/nnunet/imagesTs", "--cores", "2", "--configfile", str(cfg)),
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    plan = subprocess.run(
+        through_slurm_command(work, cfg, *FINAL, "-n"), cwd=work, env=env, capture_output=True, text=True
+    )
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    planned = submissions.count((plan.stdout + plan.stderr).splitlines())
+    flag = stall / f"fold_{STALL[0]}_epoch_{STALL[1]}"
+    flag.touch()
+    out = open(work / "snakemake.log", "w")  # noqa: SIM115 (closed by rounds_study)
+    run = subprocess.Popen(through_slurm_command(work, cfg, *FINAL), cwd=work, env=env, stdout=out, stderr=out)
+    yield work, cfg, planned, run, flag, time.perf_counter()
+    if run.poll() is None:
+        run.kill()
+    out.close()
+
+
+@pytest.fixture(scope="module")
+def rounds_study(rounds_started, slurm_study):
+    """The rounds scenario finished through SLURM, then the same training uninterrupted, locally, and both
+    models' predictions: (work folder, config, dry run's submissions, snakemake's log, the uninterrupted
+    model's paths)."""
+    work, cfg, planned, run, flag, start = rounds_started
+    returncode = run.wait(timeout=900)
+    log = (work / "snakemake.log").read_text() + f"\nwall time through SLURM: {time.perf_counter() - start:.0f} s\n"
+    assert returncode == 0, log[-5000:]
+    assert not flag.exists()  # it did stall
+    whole = {k: str(work / "results/nnunet" / k) for k in ("raw", "preprocessed")}
+    whole["results"] = str(work / "uninterrupted")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("nnUNet_extTrainer", str(TRAINERS))
+        for fold in range(FOLDS):
+            nnunet.train(
+                paths=whole,
+                dataset_id=501,
+                source="gt",
+                configuration="3d_fullres",
+                fold=fold,
+                trainer=TRAINER,
+                device="cpu",
+                deterministic=True,
+                seed=0,
+                round_number=1,
+                n_rounds=1,
+            )
+        predict(work, "uninterrupted", whole)
+        predict(work, "rounds", {**whole, "results": str(work / "results/nnunet/results")})
+    return work, cfg, planned, log, whole
+
+
+def training_jobs(slurm, work: Path) -> dict[int, list[dict]]:
+    """SLURM's records of the training jobs, by fold, in submission order, each with its round."""
+    by_fold: dict[int, list[dict]] = {}
+    for job in sorted(slurm.jobs(), key=lambda j: int(j["JobId"])):
+        if job.get("WorkDir") != str(work) or rule_of(job) not in TRAINING_RULES:
+            continue
+        numbers = [int(n) for n in re.findall(r"_(\d+)", job["Comment"].split("_wildcards_")[1])]
+        fold, round_number = numbers if rule_of(job) == "nnunet_train_round" else (numbers[0], ROUNDS)
+        by_fold.setdefault(fold, []).append({**job, "round": round_number})
+    return by_fold
+
+
+def attempts(work: Path, fold: int) -> list[str]:
+    """nnU-Net's training log of each job of a fold (one file per job, named by its start time)."""
+    folder = work / f"results/nnunet/results/Dataset501_samcrowd_gt/{TRAINER}__nnUNetPlans__3d_fullres/fold_{fold}"
+    return [p.read_text() for p in sorted(folder.glob("training_log_*.txt"))]
+
+
+def resumed_from(text: str) -> int:
+    if "starts the training (epoch 0" in text:
+        return 0
+    return int(re.search(r"continues from epoch (\d+) of", text).group(1))
+
+
+def test_a_long_fold_trains_in_chained_rounds_within_the_limit_and_equals_an_uninterrupted_training(
+    slurm, rounds_study, capsys
+):
+    import torch
+
+    work, _, planned, log, whole = rounds_study
+    # the dry run counts every round as a job of its own
+    assert planned == {"nnunet_train_round": FOLDS * (ROUNDS - 1), "nnunet_train": FOLDS}
+    jobs = training_jobs(slurm, work)
+    limit = 60
+    report = []
+    for fold in range(FOLDS):
+        chain = jobs[fold]
+        texts = attempts(work, fold)
+        assert len(chain) == len(texts) >= ROUNDS
+        for job, text in zip(chain, texts):
+            assert job["Partition"] == SHORT_PARTITION and seconds(job["TimeLimit"]) == limit
+            job["from"] = resumed_from(text)
+        expected = [1, 2, 2, 3] if fold == STALL[0] else [1, 2, 3]
+        assert [j["round"] for j in chain] == expected
+        for job in chain:
+            if job["JobState"] == "COMPLETED":
+                assert seconds(job["RunTime"]) <= limit
+            else:  # the stalled job: killed by SLURM at its limit, in the middle of epoch 3
+                assert (fold, job["JobState"], job["round"]) == (STALL[0], "TIMEOUT", 2)
+        if fold == STALL[0]:
+            killed = texts[1]
+            assert f"test: stalling in epoch {STALL[1]} until the job is killed" in killed
+            assert f"wrote checkpoint_latest.pth at epoch {STALL[1]} (SLURM's time warning" in killed
+            assert re.search(
+                rf"round 2/{ROUNDS} continues from epoch {STALL[1]} of {EPOCHS} \(checkpoint_latest.pth, written at "
+                "SLURM's time warning",
+                texts[2],
+            )
+            assert [j["from"] for j in chain] == [0, 2, STALL[1], 4]  # lost: part of epoch 3, less than one
+            report += [
+                f"fold {fold} job {chain[1]['JobId']}: {line.split(': ', 1)[1]}"
+                for line in killed.splitlines()
+                if "test: stalling" in line or "SLURM's time warning" in line
+            ]
+        else:
+            assert [j["from"] for j in chain] == [0, 2, 4] and all(j["JobState"] == "COMPLETED" for j in chain)
+        report += [
+            f"fold {fold} round {j['round']}/{ROUNDS}: job {j['JobId']} {j['JobState']}, "
+            f"elapsed {j['RunTime']} of limit {j['TimeLimit']}, resumed from epoch {j['from']}"
+            for j in chain
+        ]
+
+    # the same weights as the uninterrupted training, fold by fold, and the same predictions
+    for fold in range(FOLDS):
+        rounds_final = torch.load(
+            nnunet.fold_folder(
+                {"results": str(work / "results/nnunet/results")}, 501, "gt", TRAINER, "3d_fullres", fold
+            )
+            / "checkpoint_final.pth",
+            map_location="cpu",
+            weights_only=False,
+        )
+        whole_final = torch.load(
+            nnunet.fold_folder(whole, 501, "gt", TRAINER, "3d_fullres", fold) / "checkpoint_final.pth",
+            map_location="cpu",
+            weights_only=False,
+        )
+        assert rounds_final["current_epoch"] == whole_final["current_epoch"] == EPOCHS
+        weights = rounds_final["network_weights"]
+        assert weights.keys() == whole_final["network_weights"].keys()
+        assert all(torch.equal(weights[k], whole_final["network_weights"][k]) for k in weights)
+    predicted = sorted((work / "predictions_rounds").glob("*.nii.gz"))
+    assert predicted
+    for path in predicted:
+        ours, _ = io.load_volume(path)
+        theirs, _ = io.load_volume(work / "predictions_uninterrupted" / path.name)
+        assert np.array_equal(ours, theirs) and ours.any()
+
+    # the training status, from the folds' records
+    status = subprocess.run(
+        [sys.executable, "-m", "samcrowd.cli", "training-status", "--configfile", "rounds.yaml"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert status.returncode == 0, status.stderr
+    rows = [line.split() for line in status.stdout.splitlines()[1:]]
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows] == [
+        ("gt", str(f), f"{EPOCHS}/{EPOCHS}", str(EPOCHS), f"{ROUNDS}/{ROUNDS}", "finished") for f in range(FOLDS)
+    ]
+    with capsys.disabled():
+        print(f"\n[slurm rounds] {log.strip().splitlines()[-1]}; partition {SHORT_PARTITION}: MaxTime 1 min")
+        for line in report:
+            print(f"[slurm rounds] {line}")
+        print("[slurm rounds] final weights of both folds and the test predictions equal the uninterrupted run's")
+        print("[slurm rounds] samcrowd training-status:\n" + status.stdout)
+
+
+def test_a_cap_above_the_partitions_limit_is_refused_before_any_submission(slurm, rounds_study, capsys):
+    work, cfg, _, _, _ = rounds_study
+    before = len(slurm.jobs())
+    cap = write_config(work / "cap.yaml", "cluster: {max_job_minutes: 5}\n")  # above the partition's 1 min
+    run = through_slurm(work, cfg, *FINAL, more=cap)
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    line = next((line for line in output.splitlines() if "refused before submitting" in line), output[-3000:])
+    assert line.endswith(
+        f"config: key 'cluster.max_job_minutes': 5 min is more than partition '{SHORT_PARTITION}' allows "
+        "(MaxTime 1:00 = 1 min, rule nnunet_train); set it to 1 or less"
+    )
+    assert len(slurm.jobs()) == before  # nothing reached SLURM
+    with capsys.disabled():
+        print(f"\n[slurm rounds] refused: {line}")
