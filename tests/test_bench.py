@@ -52,3 +52,10 @@ def test_sparse_boxes_benchmark_compares_every_completion_method_per_stride():
     for method in ("none", "distance", "segmenter"):
         assert re.search(rf"\| tight \+ 2 px \|\s+3 \|\s+\d+ \| {method}\s+\|", out), out
     assert "tight + 2 px, stride 3: segmenter " in out and "segmenter / every slice boxed = " in out, out
+
+
+def test_round_checkpoint_benchmark_times_the_boundary_against_a_checkpoint_write(tmp_path):
+    out = bench("round_checkpoint.py", "--repeats", "1", "--folder", str(tmp_path))
+    assert "30.8 M parameters" in out  # nnU-Net's 3d_fullres network, as planned for abdominal CT
+    assert re.search(r"kept in memory \(serialise \+ read back\): [\d.]+ s per epoch", out)
+    assert re.search(r"kept / written = [\d.]+", out)
