@@ -383,9 +383,10 @@ def refuse_requests_over_partition_limits():
 
 
 def nnunet_fold_checkpoints(wildcards):
-    dataset = DATASET_OF[wildcards.source]
+    """The final checkpoint of each of a source's folds (the nnunet_train rule's output, filled in)."""
     return expand(
-        f"{NNUNET['results']}/{dataset}/{NNUNET_TRAINER_FOLDER}/fold_{{fold}}/checkpoint_final.pth",
+        f"{NNUNET_FOLD}/checkpoint_final.pth",
+        dataset=DATASET_OF[wildcards.source],
         fold=range(config["nnunet"]["folds"]),
     )
 

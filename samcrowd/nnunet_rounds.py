@@ -34,7 +34,7 @@ import numpy as np
 
 from samcrowd import cluster
 from samcrowd import io as samcrowd_io
-from samcrowd.nnunet import PROGRESS, intact
+from samcrowd.nnunet import PROGRESS, THREADS_VARIABLE, intact
 
 #: SLURM's warning before the time limit: URG, not USR1. SLURM signals every process of the job step,
 #: and Snakemake's job process dies of USR1 (measured); URG is ignored by every process that has no
@@ -158,7 +158,7 @@ def train_round(
     from nnunetv2.run.run_training import get_trainer_from_args
 
     if device == "cpu":
-        torch.set_num_threads(int(os.environ.get("SAMCROWD_NNUNET_THREADS", os.cpu_count() or 1)))
+        torch.set_num_threads(int(os.environ.get(THREADS_VARIABLE, os.cpu_count() or 1)))
     else:
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)
