@@ -234,6 +234,27 @@ def nnunet_checkpoint_written(folder):
     return latest.exists() and nnunet.intact(latest)
 
 
+def train_dummy(paths, **settings):
+    """`nnunet.train` of fold 0 with a 2d dummy trainer, one round unless `settings` say otherwise (the
+    tests replace `nnunet.run`, so nothing trains)."""
+    return nnunet.train(
+        **{
+            "paths": paths,
+            "dataset_id": 501,
+            "source": "gt",
+            "configuration": "2d",
+            "fold": 0,
+            "trainer": "nnUNetTrainer_x",
+            "device": "cpu",
+            "deterministic": False,
+            "seed": 0,
+            "round_number": 1,
+            "n_rounds": 1,
+            **settings,
+        }
+    )
+
+
 def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, monkeypatch, caplog):
     paths = paths_in(tmp_path)
     folder = nnunet.fold_folder(paths, 501, "gt", "nnUNetTrainer_x", "2d", 0)
@@ -242,19 +263,7 @@ def test_a_checkpoint_damaged_by_a_kill_is_removed_before_resuming(tmp_path, mon
     calls = []
     monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append(args))
     with caplog.at_level(logging.WARNING), pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
-        nnunet.train(
-            paths=paths,
-            dataset_id=501,
-            source="gt",
-            configuration="2d",
-            fold=0,
-            trainer="nnUNetTrainer_x",
-            device="cpu",
-            deterministic=False,
-            seed=0,
-            round_number=1,
-            n_rounds=1,
-        )
+        train_dummy(paths)
     assert "is damaged (the job was killed while writing it?): removing it" in caplog.text
     assert not (folder / "checkpoint_latest.pth").exists() and "--start" not in calls[0]
 
@@ -280,19 +289,7 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
         """A first round that stops (as if killed) and leaves checkpoints; whether it found them first."""
         kept = (folder / "checkpoint_latest.pth").exists()
         with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
-            nnunet.train(
-                paths=paths,
-                dataset_id=501,
-                source="gt",
-                configuration="2d",
-                fold=0,
-                trainer="nnUNetTrainer_x",
-                device="cpu",
-                seed=seed,
-                deterministic=False,
-                round_number=1,
-                n_rounds=1,
-            )
+            train_dummy(paths, seed=seed)
         found = (folder / "checkpoint_latest.pth").exists()
         assert found == kept or not found
         leave_checkpoints()  # as if killed after some epochs
@@ -312,19 +309,7 @@ def test_checkpoints_of_an_earlier_training_are_never_resumed(tmp_path, monkeypa
     # a later round of another training is refused, never trained on top of the wrong checkpoint
     nnunet.round_checkpoint(folder, 1).write_bytes(b"")
     with pytest.raises(SamcrowdError, match="earlier rounds trained with other labels, settings or seed"):
-        nnunet.train(
-            paths=paths,
-            dataset_id=501,
-            source="gt",
-            configuration="2d",
-            fold=0,
-            trainer="nnUNetTrainer_x",
-            device="cpu",
-            seed=2,
-            deterministic=False,
-            round_number=2,
-            n_rounds=3,
-        )
+        train_dummy(paths, seed=2, round_number=2, n_rounds=3)
 
 
 def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_path, monkeypatch):
@@ -334,20 +319,7 @@ def test_trainers_use_the_jobs_threads_and_one_thread_for_repeatable_models(tmp_
     monkeypatch.setattr(nnunet, "run", lambda args, env, what: calls.append(env))
     for deterministic in (False, True):
         with pytest.raises(SamcrowdError, match="without writing checkpoint_final"):
-            nnunet.train(
-                paths=paths_in(tmp_path),
-                dataset_id=501,
-                source="gt",
-                configuration="2d",
-                fold=0,
-                trainer="nnUNetTrainer_x",
-                device="cpu",
-                processes=4,
-                deterministic=deterministic,
-                seed=0,
-                round_number=1,
-                n_rounds=1,
-            )
+            train_dummy(paths_in(tmp_path), processes=4, deterministic=deterministic)
     assert [env[nnunet.THREADS_VARIABLE] for env in calls] == ["4", "1"]
     assert [env["nnUNet_n_proc_DA"] for env in calls] == ["3", "0"]
 
